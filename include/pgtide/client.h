@@ -1,0 +1,99 @@
+/* Client connections: the login phases (startup, auth), then relaying to a linked server. */
+#ifndef PGTIDE_CLIENT_H
+#define PGTIDE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "pgtide/io.h"
+#include "pgtide/params.h"
+
+struct pt_ctx;
+struct pool;
+struct server;
+struct auth_exchange;
+
+/* Where a client lives, by state (client_set_state moves it between lists). */
+enum client_state {
+	CLIENT_STARTUP = 0, /* reading the first packet(s); on no pool list */
+	CLIENT_AUTH,        /* password exchange; on no pool list */
+	CLIENT_LOGIN_WAIT,  /* authenticated, waiting for its pool's first server; pool->login_wait */
+	CLIENT_IDLE,        /* logged in, no server linked; pool->idle_clients */
+	CLIENT_WAITING,     /* has work buffered, queued for a server; pool->waiting_clients */
+	CLIENT_ACTIVE,      /* linked to a server; pool->active_clients */
+	CLIENT_CLOSED,      /* closed; ctx->zombie_clients until the reaper frees it */
+};
+
+struct client {
+	TAILQ_ENTRY(client) link;     /* the list of its state */
+	TAILQ_ENTRY(client) all_link; /* ctx->clients (live) or ctx->zombie_clients */
+	struct pt_ctx *ctx;
+	enum client_state state;
+	uint64_t id;                  /* connection id, for logs */
+	struct io io;
+	struct sockaddr_storage addr;
+	char addr_str[64];            /* "127.0.0.1:53412" or "unix" */
+
+	struct pool *pool;
+	struct server *server;        /* linked server, or NULL */
+	char *user;                   /* from the startup packet */
+	char *database;
+	struct params params;         /* what this client wants (see params.h) */
+	struct auth_exchange *auth;
+	bool admin;                   /* connected to the admin console database (later issue) */
+
+	uint32_t cancel_pid;          /* BackendKeyData pgtide issued */
+	uint32_t cancel_key;
+	bool cancel_registered;
+
+	int64_t connect_time;         /* monotonic usec */
+	int64_t wait_start;           /* when it started waiting for a server */
+	int64_t last_active;
+	int n_negotiations;           /* SSLRequest/GSSENCRequest packets answered */
+	bool terminating;             /* sent Terminate */
+	bool login_pending;           /* its parameters are being checked on a server before
+	                               * AuthenticationOk (PostgreSQL refuses bad ones at connect) */
+};
+
+/* Accepts a new client on fd (already non-blocking). */
+void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen,
+		   bool is_unix);
+
+/*
+ * The one exit path. Logs why; if sqlstate is non-NULL sends a FATAL ErrorResponse with it and
+ * the formatted message first. Unlinks the server (which is reset, drained or closed), removes
+ * the client from every list and defers the free. Safe to call on a closed client.
+ */
+void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Moves c to state s, off its old list onto the new one. Refuses impossible moves loudly. */
+void client_set_state(struct client *c, enum client_state s);
+
+/*
+ * Authenticated and the pool has its welcome parameters: finish the login (AuthenticationOk ...
+ * ReadyForQuery), first checking on a server any parameters that differ from the pool's.
+ */
+void client_login_complete(struct client *c);
+
+/* A server was linked to c (by the pool) and is ready for c's work: resume relaying. */
+void client_server_ready(struct client *c);
+
+/* c's server went away while linked (died, failed). Tells the client and closes it. */
+void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
+
+/* Sends an ErrorResponse + close for a failed server connect to a client waiting on it. */
+void client_fail(struct client *c, const char *sqlstate, const char *msg);
+
+/* The server reported a ParameterStatus: the client's view follows it. */
+void client_param_changed(struct client *c, const char *name, const char *value);
+
+/* Frees a closed client (reaper). */
+void client_free(struct client *c);
+
+/* Log prefix: "db/user@addr c42". */
+const char *client_prefix(const struct client *c, char *buf, size_t n);
+
+#endif

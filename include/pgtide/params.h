@@ -1,0 +1,62 @@
+/*
+ * Session parameters: what a client asked for (startup packet, options=-c, later SETs that the
+ * server reported) and what a server connection currently has, and the SQL that brings a
+ * server in line with a client before the client's work runs on it. Pure.
+ */
+#ifndef PGTIDE_PARAMS_H
+#define PGTIDE_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pgtide/proto.h"
+
+struct param {
+	char *name;      /* as first seen; compared case-insensitively, as PostgreSQL does */
+	char *value;
+	bool set_by_us;  /* on a server: pgtide SET it (a non-reported parameter) */
+};
+
+/* A small ordered table of parameters (a session has a few dozen at most). */
+struct params {
+	struct param *v;
+	size_t n;
+	size_t cap;
+};
+
+/* Sets name to value (replacing any existing value). Returns false on OOM. */
+bool params_set(struct params *p, const char *name, const char *value);
+const char *params_get(const struct params *p, const char *name);
+struct param *params_find(const struct params *p, const char *name);
+void params_remove(struct params *p, const char *name);
+bool params_copy(struct params *dst, const struct params *src);
+void params_free(struct params *p);
+
+/* True for the parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT). */
+bool params_is_reported(const char *name);
+/*
+ * True for reported parameters that describe the server and cannot be SET by a session
+ * (server_version, server_encoding, integer_datetimes, is_superuser, session_authorization,
+ * in_hot_standby): never synced between connections.
+ */
+bool params_is_server_fact(const char *name);
+
+/*
+ * Appends to sql one statement per difference ("SET name TO E'value';" or "RESET name;") that
+ * makes a server whose parameters are `server` match a client that wants `client`. Returns the
+ * number of statements (0: nothing to do).
+ */
+size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql);
+
+/*
+ * After the sync SQL succeeded: records on `server` the non-reported values pgtide set and
+ * forgets the ones it reset. (Reported ones arrive as ParameterStatus messages.)
+ */
+void params_sync_done(const struct params *client, struct params *server);
+
+/* Appends a quoted SQL identifier for a parameter name ("a"."b" for a dotted name). */
+void params_quote_name(struct pbuf *b, const char *name);
+/* Appends an E'...' string literal (safe whatever standard_conforming_strings is). */
+void params_quote_value(struct pbuf *b, const char *value);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * The context object: everything one event loop owns. There are no mutable globals (apart from
+ * the log's output streams); every module reaches its state through a struct pt_ctx.
+ */
+#ifndef PGTIDE_PGTIDE_H
+#define PGTIDE_PGTIDE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "pgtide/auth.h"
+#include "pgtide/config.h"
+#include "pgtide/io.h"
+#include "pgtide/proto.h"
+
+#define PGTIDE_VERSION_STRING "pgtide " PACKAGE_VERSION
+
+struct client;
+struct server;
+struct pool;
+struct listener;
+struct cancel_table;
+
+TAILQ_HEAD(client_list, client);
+TAILQ_HEAD(server_list, server);
+TAILQ_HEAD(pool_list, pool);
+
+/* Command-line settings that override or replace the file. */
+struct cli_opts {
+	const char *config_path; /* NULL with --backend */
+	const char *backend_url; /* --backend */
+	const char *listen;      /* --listen host:port */
+	const char *pool_mode;   /* --pool-mode */
+	int pool_size;           /* --pool-size, 0 = unset */
+	int verbose;
+	bool quiet;
+	bool daemonize;
+};
+
+/* Process phase. */
+enum pt_phase {
+	PT_RUNNING = 0,
+	PT_SHUTDOWN_WAIT, /* SIGINT: not accepting, waiting for clients to leave */
+	PT_SHUTDOWN_NOW,  /* SIGTERM or wait over: closing everything */
+};
+
+struct pt_ctx {
+	struct event_base *base;
+	struct cli_opts cli;
+	struct config cfg;          /* the configuration in force */
+	struct auth_userlist users; /* the user file in force */
+
+	struct listener *listeners; /* singly linked */
+	struct pool_list pools;
+	struct client_list clients; /* every client that has not been freed */
+	struct client_list login_clients; /* CLIENT_STARTUP and CLIENT_AUTH, for client_login_timeout */
+	uint32_t n_clients;         /* counted against max_client_conn */
+	struct cancel_table *cancels;
+
+	struct client_list zombie_clients; /* closed, freed by the reaper */
+	struct server_list zombie_servers;
+	struct io **deferred_io;    /* ios whose write failed; on_end runs in the reaper */
+	size_t n_deferred_io, cap_deferred_io;
+	struct event *reaper;       /* runs after the current callback: deferred work and frees */
+	struct pool **kick_pools;   /* pools whose waiting clients should be served (pool_kick) */
+	size_t n_kick_pools, cap_kick_pools;
+
+	struct event *janitor;      /* periodic: timeouts, idle servers, min_pool_size */
+	struct event *sig_hup, *sig_term, *sig_int;
+	enum pt_phase phase;
+	int64_t shutdown_deadline;  /* monotonic usec, for PT_SHUTDOWN_WAIT */
+
+	struct iobuf_pool bufs;
+	struct pbuf scratch;        /* for building pgtide's own messages; reset before each use */
+	uint64_t next_conn_id;
+	int64_t now;                /* monotonic usec, refreshed per loop callback where needed */
+};
+
+/* Monotonic clock in microseconds. */
+int64_t pt_now(void);
+
+/* Wakes the reaper: deferred work and frees run once the current callback returns. */
+void pt_schedule_reaper(struct pt_ctx *ctx);
+
+/* True if libpq knows the connection keyword (built from PQconndefaults). */
+bool pt_conn_keyword_ok(const char *keyword);
+
+#endif

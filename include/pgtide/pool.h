@@ -1,0 +1,98 @@
+/*
+ * Pools, one per (database, user): the servers they hold, the clients they serve, and the rules
+ * that decide when a client gets a server, waits, or is refused.
+ */
+#ifndef PGTIDE_POOL_H
+#define PGTIDE_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "pgtide/client.h"
+#include "pgtide/config.h"
+#include "pgtide/params.h"
+#include "pgtide/server.h"
+#include "pgtide/pgtide.h"
+
+struct pt_ctx;
+
+struct pool {
+	TAILQ_ENTRY(pool) link;
+	struct pt_ctx *ctx;
+	char *db_name;             /* the name clients use */
+	char *user_name;           /* the server login user (the forced user= or the client's) */
+	bool forced_user;          /* the [databases] entry sets user= */
+
+	/* Settings resolved from [databases], [users] and [pgtide] (refreshed on reload). */
+	enum pool_mode pool_mode;
+	int pool_size;
+	int min_pool_size;
+	int reserve_pool;
+	int max_db_connections;
+	int max_user_connections;
+	char *connect_query;
+	char **conn_keys;          /* libpq keywords/values for PQconnectStartParams, NULL-ended */
+	char **conn_values;
+	char *conninfo_sig;        /* all of the above as one string, to notice changes on reload */
+	char *password;            /* for the server login, if known (never logged) */
+	bool db_missing;           /* the [databases] entry was removed on reload */
+
+	struct client_list login_wait;
+	struct client_list idle_clients;
+	struct client_list waiting_clients; /* first come, first served */
+	struct client_list active_clients;
+	struct server_list connecting;
+	struct server_list idle;
+	struct server_list active;
+	struct server_list used;
+	int n_login_wait, n_idle_clients, n_waiting_clients, n_active_clients;
+	int n_connecting, n_idle, n_active, n_used;
+
+	struct params welcome;     /* ParameterStatus set from the first server, for logins */
+	bool have_welcome;
+	int64_t last_connect_failure; /* monotonic usec, 0 = none */
+	char fail_sqlstate[6];
+	char *fail_message;
+};
+
+/*
+ * The pool for (database, user), created on first use. Returns NULL, setting sqlstate and msg
+ * (3D000 database "x" does not exist) if no [databases] entry matches.
+ */
+struct pool *pool_get(struct pt_ctx *ctx, const char *database, const char *user,
+		      const char *client_password, const char **sqlstate, char **msg);
+
+/* Servers in the pool, all states but closed. */
+int pool_server_count(const struct pool *p);
+
+/*
+ * A logged-in client needs its pool's welcome parameters: returns true if the pool has them;
+ * otherwise queues the client (CLIENT_LOGIN_WAIT) and starts a server connection.
+ */
+bool pool_need_welcome(struct pool *p, struct client *c);
+
+/*
+ * c has work: link an idle server now (returns true), or queue c (CLIENT_WAITING) and open a
+ * server if the limits allow (returns false). A failed pool (server_login_retry) fails c at once.
+ */
+bool pool_acquire(struct pool *p, struct client *c);
+
+/* A server became idle (or was closed): hand servers to waiting clients, open more if needed. */
+void pool_kick(struct pool *p);
+
+/* Server s finished connecting: record the welcome parameters, finish waiting logins. */
+void pool_server_connected(struct pool *p, struct server *s);
+/* A connect failed with sqlstate/message: fail the clients that were waiting on it. */
+void pool_server_connect_failed(struct pool *p, const char *sqlstate, const char *message);
+
+/* Periodic work: idle timeouts, lifetimes, min_pool_size, wait timeouts. */
+void pool_janitor(struct pool *p, int64_t now);
+
+/* Re-reads the pool's settings from ctx->cfg after a reload. */
+void pool_refresh(struct pool *p);
+
+/* Frees an empty pool. */
+void pool_free(struct pool *p);
+
+#endif

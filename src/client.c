@@ -1,0 +1,657 @@
+/* Client connections: startup, authentication, login, then relaying to a linked server. */
+#include "pgtide/client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pgtide/auth.h"
+#include "pgtide/cancel.h"
+#include "pgtide/log.h"
+#include "pgtide/pgtide.h"
+#include "pgtide/pool.h"
+#include "pgtide/server.h"
+
+/* Longest message accepted while authenticating (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH). */
+#define CLIENT_AUTH_MAX_MSG 65535u
+/* SSLRequest and GSSENCRequest may each come once before the StartupMessage. */
+#define CLIENT_MAX_NEGOTIATIONS 2
+
+static void client_on_readable(void *arg);
+static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
+					  bool whole);
+static void client_on_bad_frame(void *arg);
+static void client_on_end(void *arg, enum io_end why, int err);
+
+static const struct io_ops client_io_ops = {
+	.on_readable = client_on_readable,
+	.on_message = client_on_message,
+	.on_bad_frame = client_on_bad_frame,
+	.on_end = client_on_end,
+	.on_drained = NULL,
+};
+
+static const char *const state_names[] = {
+	"startup", "auth", "login_wait", "idle", "waiting", "active", "closed",
+};
+
+const char *client_prefix(const struct client *c, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s/%s@%s c%llu", c->database ? c->database : "?",
+		 c->user ? c->user : "?", c->addr_str, (unsigned long long)c->id);
+	return buf;
+}
+
+#define CLOG(level, c, fmt, ...)                                                             \
+	do {                                                                                 \
+		char pfx_[256];                                                              \
+		log_msg(level, "%s " fmt, client_prefix(c, pfx_, sizeof(pfx_)), ##__VA_ARGS__); \
+	} while (0)
+
+/* ---- state and lists ---- */
+
+static struct client_list *list_of(struct client *c, enum client_state s, int **count)
+{
+	struct pool *p = c->pool;
+	*count = NULL;
+	switch (s) {
+	case CLIENT_STARTUP:
+	case CLIENT_AUTH:
+		return &c->ctx->login_clients;
+	case CLIENT_LOGIN_WAIT:
+		*count = &p->n_login_wait;
+		return &p->login_wait;
+	case CLIENT_IDLE:
+		*count = &p->n_idle_clients;
+		return &p->idle_clients;
+	case CLIENT_WAITING:
+		*count = &p->n_waiting_clients;
+		return &p->waiting_clients;
+	case CLIENT_ACTIVE:
+		*count = &p->n_active_clients;
+		return &p->active_clients;
+	case CLIENT_CLOSED:
+		return NULL;
+	}
+	return NULL;
+}
+
+void client_set_state(struct client *c, enum client_state s)
+{
+	if (c->state == s)
+		return;
+	if (c->state == CLIENT_CLOSED) {
+		log_error("client c%llu: refusing move from closed to %s",
+			  (unsigned long long)c->id, state_names[s]);
+		return;
+	}
+	if (s >= CLIENT_LOGIN_WAIT && s <= CLIENT_ACTIVE && !c->pool) {
+		log_error("client c%llu: state %s needs a pool", (unsigned long long)c->id,
+			  state_names[s]);
+		return;
+	}
+	int *count;
+	struct client_list *old = list_of(c, c->state, &count);
+	if (old) {
+		TAILQ_REMOVE(old, c, link);
+		if (count)
+			(*count)--;
+	}
+	struct client_list *nl = list_of(c, s, &count);
+	if (nl) {
+		TAILQ_INSERT_TAIL(nl, c, link);
+		if (count)
+			(*count)++;
+	}
+	c->state = s;
+}
+
+/* ---- sending ---- */
+
+static void send_scratch(struct client *c)
+{
+	struct pbuf *b = &c->ctx->scratch;
+	if (!b->oom)
+		io_write(&c->io, b->data, b->len);
+	pbuf_reset(b);
+}
+
+static void send_fatal(struct client *c, const char *sqlstate, const char *msg)
+{
+	struct pbuf *b = &c->ctx->scratch;
+	pbuf_reset(b);
+	proto_build_error(b, "FATAL", sqlstate, msg, NULL, NULL);
+	send_scratch(c);
+}
+
+/* ---- closing ---- */
+
+void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->state == CLIENT_CLOSED)
+		return;
+	struct pt_ctx *ctx = c->ctx;
+	char why[512] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+	}
+	bool logged_in = c->state >= CLIENT_LOGIN_WAIT;
+	if (sqlstate && ctx->cfg.log_pooler_errors)
+		CLOG(LOG_LEVEL_WARNING, c, "pooler error: %s (%s)", why, sqlstate);
+	if (ctx->cfg.log_disconnections && (logged_in || sqlstate))
+		CLOG(LOG_LEVEL_LOG, c, "closing because: %s (age=%llds)", why[0] ? why : "client close request",
+		     (long long)((pt_now() - c->connect_time) / 1000000));
+
+	if (sqlstate && !c->io.closed && !c->io.failed)
+		send_fatal(c, sqlstate, why);
+
+	/* Bytes already decided for the server go out before it is unlinked. */
+	io_flush_pending(&c->io);
+	if (c->server)
+		server_release(c->server, true);
+	if (c->cancel_registered) {
+		cancel_unregister(ctx->cancels, c->cancel_pid, c->cancel_key);
+		c->cancel_registered = false;
+	}
+	client_set_state(c, CLIENT_CLOSED);
+	TAILQ_REMOVE(&ctx->clients, c, all_link);
+	TAILQ_INSERT_TAIL(&ctx->zombie_clients, c, all_link);
+	ctx->n_clients--;
+	/* Try once more to get the error out, then close: the client gets EOF next. */
+	if (io_outq_len(&c->io) > 0 && !c->io.failed) {
+		struct iovec iov = {c->io.outq.data + c->io.outq_off, io_outq_len(&c->io)};
+		(void)c->io.tp->writev(&c->io, &iov, 1);
+	}
+	io_close(&c->io);
+	if (c->io.fd >= 0)
+		close(c->io.fd);
+	c->io.fd = -1;
+	if (c->auth) {
+		auth_free(c->auth);
+		c->auth = NULL;
+	}
+	pt_schedule_reaper(ctx);
+}
+
+void client_free(struct client *c)
+{
+	params_free(&c->params);
+	free(c->user);
+	free(c->database);
+	free(c);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *msg)
+{
+	client_close(c, sqlstate, "%s", msg);
+}
+
+void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
+{
+	struct server *s = c->server;
+	bool fatal_forwarded = s && s->got_fatal;
+	if (s) {
+		s->client = NULL;
+		c->server = NULL;
+		c->io.peer = NULL;
+		s->io.peer = NULL;
+	}
+	if (fatal_forwarded)
+		client_close(c, NULL, "server sent FATAL and closed");
+	else
+		client_close(c, sqlstate, "%s", msg);
+}
+
+/* ---- accept ---- */
+
+static void describe_addr(struct client *c, const struct sockaddr *sa, bool is_unix)
+{
+	if (is_unix || sa->sa_family == AF_UNIX) {
+		snprintf(c->addr_str, sizeof(c->addr_str), "unix");
+		return;
+	}
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(c->addr_str, sizeof(c->addr_str), "%s:%d", host, port);
+}
+
+void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen,
+		   bool is_unix)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->ctx = ctx;
+	c->id = ++ctx->next_conn_id;
+	c->connect_time = c->last_active = pt_now();
+	c->state = CLIENT_STARTUP;
+	if (addrlen <= sizeof(c->addr))
+		memcpy(&c->addr, addr, addrlen);
+	describe_addr(c, addr, is_unix);
+	if (!io_init(&c->io, ctx, fd, &client_io_ops, c)) {
+		close(fd);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&ctx->clients, c, all_link);
+	TAILQ_INSERT_TAIL(&ctx->login_clients, c, link);
+	ctx->n_clients++;
+}
+
+/* ---- startup ---- */
+
+static bool add_option_param(const char *name, const char *value, void *arg)
+{
+	struct client *c = arg;
+	return params_set(&c->params, name, value);
+}
+
+static void handle_cancel_request(struct client *c, uint32_t pid, uint32_t key)
+{
+	struct client *target = cancel_lookup(c->ctx->cancels, pid, key);
+	if (!target) {
+		CLOG(LOG_LEVEL_LOG, c, "cancel request with an unknown key ignored");
+	} else if (target->server && target->server->rfq_pending > 0) {
+		CLOG(LOG_LEVEL_LOG, c, "cancel request for c%llu forwarded to its server",
+		     (unsigned long long)target->id);
+		server_cancel_query(target->server);
+	}
+	/* PostgreSQL answers a CancelRequest with nothing: just close. */
+	client_close(c, NULL, "cancel request");
+}
+
+static void finish_auth(struct client *c);
+
+static void start_auth(struct client *c)
+{
+	struct pt_ctx *ctx = c->ctx;
+	const struct auth_user *u = auth_userlist_find(&ctx->users, c->user);
+	struct pbuf *b = &ctx->scratch;
+	pbuf_reset(b);
+	enum auth_status st = auth_start(&c->auth, ctx->cfg.auth_type, c->user, u, b);
+	if (b->len)
+		send_scratch(c);
+	switch (st) {
+	case AUTH_CONTINUE:
+		client_set_state(c, CLIENT_AUTH);
+		return;
+	case AUTH_OK:
+		finish_auth(c);
+		return;
+	case AUTH_FAIL:
+		client_close(c, auth_fail_sqlstate(c->auth), "%s", auth_fail_message(c->auth));
+		return;
+	}
+}
+
+static void process_startup(struct client *c, struct proto_startup *st)
+{
+	struct pt_ctx *ctx = c->ctx;
+	c->user = strdup(st->user);
+	c->database = strdup(st->database);
+	if (!c->user || !c->database) {
+		client_close(c, "53200", "out of memory");
+		return;
+	}
+	if (st->replication && strcasecmp(st->replication, "false") != 0 &&
+	    strcasecmp(st->replication, "off") != 0 && strcasecmp(st->replication, "no") != 0 &&
+	    strcmp(st->replication, "0") != 0) {
+		client_close(c, "0A000", "replication connections are not supported by pgtide");
+		return;
+	}
+	for (size_t i = 0; i < st->n_params; i++) {
+		if (!st->names[i][0]) {
+			client_close(c, "08P01", "invalid startup packet layout: empty parameter name");
+			return;
+		}
+		if (!params_set(&c->params, st->names[i], st->values[i])) {
+			client_close(c, "53200", "out of memory");
+			return;
+		}
+	}
+	if (st->options && st->options[0]) {
+		const char *err = NULL;
+		if (!proto_parse_options(st->options, add_option_param, c, &err)) {
+			client_close(c, "08P01", "%s", err);
+			return;
+		}
+	}
+	/* Protocol 3.x with x > 0, or _pq_ options: say what we speak, as PostgreSQL does. */
+	if ((st->version & 0xffff) != 0 || st->n_pq_options > 0) {
+		struct pbuf *b = &ctx->scratch;
+		pbuf_reset(b);
+		proto_build_negotiate_version(b, 0, st->pq_options, st->n_pq_options);
+		send_scratch(c);
+	}
+	if (ctx->phase != PT_RUNNING) {
+		client_close(c, "57P03", "the database system is shutting down");
+		return;
+	}
+	if (ctx->n_clients > (uint32_t)ctx->cfg.max_client_conn) {
+		client_close(c, "53300", "sorry, too many clients already");
+		return;
+	}
+	start_auth(c);
+}
+
+static void finish_auth(struct client *c)
+{
+	struct pt_ctx *ctx = c->ctx;
+	const char *plain = c->auth ? auth_plain_password(c->auth) : NULL;
+	const char *sqlstate = NULL;
+	char *msg = NULL;
+	struct pool *p = pool_get(ctx, c->database, c->user, plain, &sqlstate, &msg);
+	if (c->auth) {
+		auth_free(c->auth);
+		c->auth = NULL;
+	}
+	if (!p) {
+		client_close(c, sqlstate, "%s", msg ? msg : "no pool");
+		free(msg);
+		return;
+	}
+	c->pool = p;
+	/* Leave the login list: LOGIN_WAIT or IDLE puts it on the pool's lists. */
+	if (ctx->cfg.log_connections)
+		CLOG(LOG_LEVEL_LOG, c, "login attempt: db=%s user=%s", c->database, c->user);
+	if (pool_need_welcome(p, c))
+		client_login_complete(c);
+}
+
+/* Sends AuthenticationOk, the ParameterStatus set, BackendKeyData and ReadyForQuery. */
+static void send_login(struct client *c)
+{
+	struct pt_ctx *ctx = c->ctx;
+	struct pbuf *b = &ctx->scratch;
+	pbuf_reset(b);
+	proto_build_auth(b, 0, NULL, 0);
+	for (size_t i = 0; i < c->params.n; i++)
+		if (params_is_reported(c->params.v[i].name))
+			proto_build_parameter_status(b, c->params.v[i].name, c->params.v[i].value);
+	proto_build_backend_key(b, c->cancel_pid, c->cancel_key);
+	proto_build_ready(b, 'I');
+	send_scratch(c);
+	c->login_pending = false;
+	c->last_active = pt_now();
+	if (ctx->cfg.log_connections)
+		CLOG(LOG_LEVEL_LOG, c, "login complete");
+}
+
+void client_login_complete(struct client *c)
+{
+	struct pt_ctx *ctx = c->ctx;
+	struct pool *p = c->pool;
+
+	/* The client's parameters: the server's defaults, overridden by what it asked for. */
+	struct params wanted = {0};
+	if (!params_copy(&wanted, &p->welcome) || !params_copy(&wanted, &c->params)) {
+		params_free(&wanted);
+		client_close(c, "53200", "out of memory");
+		return;
+	}
+	params_free(&c->params);
+	c->params = wanted;
+
+	if (!cancel_register(ctx->cancels, c, &c->cancel_pid, &c->cancel_key)) {
+		client_close(c, "53200", "out of memory");
+		return;
+	}
+	c->cancel_registered = true;
+
+	struct pbuf probe = {0};
+	size_t differs = params_sync_sql(&c->params, &p->welcome, &probe);
+	pbuf_free(&probe);
+	if (differs == 0) {
+		client_set_state(c, CLIENT_IDLE);
+		send_login(c);
+		/* A client may pipeline its first query behind the startup packet. */
+		if (io_in_len(&c->io) > 0)
+			io_pump(&c->io);
+		return;
+	}
+	/* Check the parameters on a server first; client_server_ready finishes the login. */
+	c->login_pending = true;
+	client_set_state(c, CLIENT_IDLE);
+	if (pool_acquire(p, c) && c->server && c->server->state == SERVER_ACTIVE)
+		client_server_ready(c);
+}
+
+/* Reads the untyped first packet(s): SSLRequest, GSSENCRequest, CancelRequest, StartupMessage. */
+static void read_startup(struct client *c)
+{
+	while (c->state == CLIENT_STARTUP && io_in_len(&c->io) > 0) {
+		uint32_t len;
+		enum proto_frame fr = proto_frame_startup(io_in_data(&c->io), io_in_len(&c->io), &len);
+		if (fr == PROTO_FRAME_PARTIAL)
+			return;
+		if (fr == PROTO_FRAME_BAD_LEN) {
+			client_close(c, "08P01", "invalid length of startup packet");
+			return;
+		}
+		uint8_t pkt[PROTO_STARTUP_MAX];
+		memcpy(pkt, io_in_data(&c->io), len);
+		io_consume(&c->io, len);
+		struct proto_startup st;
+		proto_parse_startup(pkt, len, &st);
+		switch (st.kind) {
+		case PROTO_STARTUP_SSL:
+		case PROTO_STARTUP_GSSENC:
+			if (++c->n_negotiations > CLIENT_MAX_NEGOTIATIONS) {
+				client_close(c, "08P01", "too many encryption requests");
+				return;
+			}
+			/*
+			 * Bytes that arrived together with the request were sent before our answer:
+			 * a client must wait for it (CVE-2021-23214), so this is a violation.
+			 */
+			if (io_in_len(&c->io) > 0) {
+				client_close(c, "08P01",
+					     "received unencrypted data after SSL request");
+				return;
+			}
+			io_write(&c->io, "N", 1);
+			break;
+		case PROTO_STARTUP_CANCEL:
+			handle_cancel_request(c, st.cancel_pid, st.cancel_key);
+			return;
+		case PROTO_STARTUP_BAD_VERSION:
+			client_close(c, "0A000",
+				     "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+				     st.version >> 16, st.version & 0xffff);
+			return;
+		case PROTO_STARTUP_INVALID:
+			client_close(c, "08P01", "%s", st.error ? st.error : "invalid startup packet");
+			return;
+		case PROTO_STARTUP_MESSAGE:
+			process_startup(c, &st);
+			return;
+		}
+	}
+}
+
+/* Reads PasswordMessage / SASL responses while authenticating. */
+static void read_auth(struct client *c)
+{
+	while (c->state == CLIENT_AUTH && io_in_len(&c->io) > 0) {
+		char type;
+		uint32_t len;
+		enum proto_frame fr = proto_frame_typed(io_in_data(&c->io), io_in_len(&c->io),
+							CLIENT_AUTH_MAX_MSG, &type, &len);
+		if (fr == PROTO_FRAME_PARTIAL)
+			return;
+		if (fr == PROTO_FRAME_BAD_LEN) {
+			client_close(c, "08P01", "invalid message length");
+			return;
+		}
+		if (type != 'p') {
+			client_close(c, "08P01", "expected password response, got message type %d",
+				     (int)(uint8_t)type);
+			return;
+		}
+		if (io_in_len(&c->io) < len)
+			return;
+		struct pbuf *b = &c->ctx->scratch;
+		pbuf_reset(b);
+		enum auth_status st =
+			auth_step(c->auth, io_in_data(&c->io) + PROTO_HEADER_LEN,
+				  len - PROTO_HEADER_LEN, b);
+		io_consume(&c->io, len);
+		if (b->len)
+			send_scratch(c);
+		if (st == AUTH_FAIL) {
+			client_close(c, auth_fail_sqlstate(c->auth), "%s", auth_fail_message(c->auth));
+			return;
+		}
+		if (st == AUTH_OK) {
+			finish_auth(c);
+			return;
+		}
+	}
+}
+
+/* ---- relaying ---- */
+
+static void client_on_readable(void *arg)
+{
+	struct client *c = arg;
+	switch (c->state) {
+	case CLIENT_STARTUP:
+		read_startup(c);
+		break;
+	case CLIENT_AUTH:
+		read_auth(c);
+		break;
+	case CLIENT_LOGIN_WAIT:
+	case CLIENT_WAITING:
+		break; /* held until a server is ready */
+	case CLIENT_IDLE:
+	case CLIENT_ACTIVE:
+		c->last_active = pt_now();
+		io_pump(&c->io);
+		break;
+	case CLIENT_CLOSED:
+		break;
+	}
+}
+
+void client_server_ready(struct client *c)
+{
+	if (c->state != CLIENT_ACTIVE)
+		return;
+	if (c->login_pending) {
+		send_login(c);
+		/* Outside session pooling the server goes back until the client has work. */
+		if (c->pool->pool_mode != POOL_MODE_SESSION && c->server) {
+			server_release(c->server, false);
+			client_set_state(c, CLIENT_IDLE);
+		}
+	}
+	if (io_in_len(&c->io) > 0)
+		io_pump(&c->io);
+}
+
+/* Message types a frontend may send after login (PostgreSQL's protocol, section 55.7). */
+static bool valid_frontend_type(char t)
+{
+	switch (t) {
+	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'S': case 'H': case 'C':
+	case 'F': case 'X': case 'd': case 'c': case 'f': case 'p':
+		return true;
+	default:
+		return false;
+	}
+}
+
+static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
+					  bool whole)
+{
+	struct client *c = arg;
+	(void)msg;
+	(void)len;
+	(void)whole;
+	if (!valid_frontend_type(type)) {
+		client_close(c, "08P01", "invalid frontend message type %d", (int)(uint8_t)type);
+		return PUMP_CLOSED;
+	}
+	if (type == 'X') {
+		c->terminating = true;
+		client_close(c, NULL, "client sent Terminate");
+		return PUMP_CLOSED;
+	}
+	if (c->login_pending)
+		return PUMP_HOLD;
+	if (!c->server) {
+		if (c->state != CLIENT_IDLE)
+			return PUMP_HOLD;
+		if (!pool_acquire(c->pool, c))
+			return c->state == CLIENT_CLOSED ? PUMP_CLOSED : PUMP_HOLD;
+	}
+	struct server *s = c->server;
+	if (s->state != SERVER_ACTIVE)
+		return PUMP_HOLD;
+
+	switch (type) {
+	case 'Q':
+	case 'F':
+		s->rfq_pending++;
+		break;
+	case 'S':
+		s->rfq_pending++;
+		s->unsynced = false;
+		break;
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'C':
+		s->unsynced = true;
+		break;
+	case 'c':
+	case 'f':
+		s->copy_in = false;
+		break;
+	default:
+		break;
+	}
+	return PUMP_FORWARD;
+}
+
+static void client_on_bad_frame(void *arg)
+{
+	struct client *c = arg;
+	client_close(c, "08P01", "invalid message length");
+}
+
+static void client_on_end(void *arg, enum io_end why, int err)
+{
+	struct client *c = arg;
+	if (why == IO_END_EOF)
+		client_close(c, NULL, "client closed the connection");
+	else
+		client_close(c, NULL, "client connection failed: %s", strerror(err));
+}
+
+void client_param_changed(struct client *c, const char *name, const char *value)
+{
+	params_set(&c->params, name, value);
+}

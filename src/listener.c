@@ -1,0 +1,214 @@
+/* Listening sockets (TCP on listen_addr:listen_port, Unix in unix_socket_dir) and accept. */
+#include "pgtide/listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "pgtide/client.h"
+#include "pgtide/log.h"
+#include "pgtide/pgtide.h"
+
+/* Connections accepted per readiness event, so one busy listener cannot starve the loop. */
+#define ACCEPT_BATCH 64
+
+static void tune_tcp(struct pt_ctx *ctx, int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ctx->cfg.tcp_keepalive) {
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		if (ctx->cfg.tcp_keepidle > 0)
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ctx->cfg.tcp_keepidle, sizeof(int));
+		if (ctx->cfg.tcp_keepintvl > 0)
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ctx->cfg.tcp_keepintvl, sizeof(int));
+		if (ctx->cfg.tcp_keepcnt > 0)
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ctx->cfg.tcp_keepcnt, sizeof(int));
+	}
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	struct pt_ctx *ctx = l->ctx;
+	(void)what;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Out of descriptors: leave the connection queued; log rarely. */
+				static const int64_t every = 5 * 1000000;
+				static int64_t last;
+				int64_t now = pt_now();
+				if (now - last > every) {
+					log_warn("accept: %s (raise the open-files limit)", strerror(errno));
+					last = now;
+				}
+				return;
+			}
+			log_warn("accept on %s: %s", l->desc, strerror(errno));
+			return;
+		}
+		if (!l->is_unix)
+			tune_tcp(ctx, cfd);
+		client_accept(ctx, cfd, (struct sockaddr *)&ss, len, l->is_unix);
+	}
+}
+
+static bool add_listener(struct pt_ctx *ctx, int fd, bool is_unix, const char *path, const char *desc)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		return false;
+	l->ctx = ctx;
+	l->fd = fd;
+	l->is_unix = is_unix;
+	l->path = path ? strdup(path) : NULL;
+	snprintf(l->desc, sizeof(l->desc), "%s", desc);
+	l->ev = event_new(ctx->base, fd, EV_READ | EV_PERSIST, on_accept, l);
+	if (!l->ev || event_add(l->ev, NULL) != 0) {
+		if (l->ev)
+			event_free(l->ev);
+		free(l->path);
+		free(l);
+		return false;
+	}
+	l->next = ctx->listeners;
+	ctx->listeners = l;
+	log_info("listening on %s", desc);
+	return true;
+}
+
+static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	const char *node = strcmp(host, "*") == 0 ? NULL : host;
+	int rc = getaddrinfo(node, portstr, &hints, &res);
+	if (rc != 0) {
+		log_error("listen_addr %s: %s", host, gai_strerror(rc));
+		return false;
+	}
+	bool any = false;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		char desc[128];
+		char hbuf[NI_MAXHOST] = "?";
+		getnameinfo(ai->ai_addr, ai->ai_addrlen, hbuf, sizeof(hbuf), NULL, 0, NI_NUMERICHOST);
+		snprintf(desc, sizeof(desc), "%s:%d", hbuf, port);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+		    listen(fd, ctx->cfg.listen_backlog) != 0) {
+			log_error("could not listen on %s: %s", desc, strerror(errno));
+			close(fd);
+			freeaddrinfo(res);
+			return false;
+		}
+		if (!add_listener(ctx, fd, false, NULL, desc)) {
+			close(fd);
+			freeaddrinfo(res);
+			return false;
+		}
+		any = true;
+	}
+	freeaddrinfo(res);
+	if (!any)
+		log_error("listen_addr %s: no usable address", host);
+	return any;
+}
+
+static bool listen_unix(struct pt_ctx *ctx, const char *dir, int port)
+{
+	struct sockaddr_un sun = {0};
+	sun.sun_family = AF_UNIX;
+	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, port);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+		log_error("unix_socket_dir %s: path too long", dir);
+		return false;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	unlink(sun.sun_path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+	    listen(fd, ctx->cfg.listen_backlog) != 0) {
+		log_error("could not listen on %s: %s", sun.sun_path, strerror(errno));
+		close(fd);
+		return false;
+	}
+	chmod(sun.sun_path, (mode_t)ctx->cfg.unix_socket_mode);
+	if (!add_listener(ctx, fd, true, sun.sun_path, sun.sun_path)) {
+		close(fd);
+		return false;
+	}
+	return true;
+}
+
+bool listener_open_all(struct pt_ctx *ctx)
+{
+	struct config *cfg = &ctx->cfg;
+	bool any = false;
+	if (cfg->listen_addr && cfg->listen_addr[0]) {
+		char *list = strdup(cfg->listen_addr);
+		if (!list)
+			return false;
+		char *save = NULL;
+		for (char *h = strtok_r(list, ", ", &save); h; h = strtok_r(NULL, ", ", &save)) {
+			if (!listen_tcp(ctx, h, cfg->listen_port)) {
+				free(list);
+				return false;
+			}
+			any = true;
+		}
+		free(list);
+	}
+	if (cfg->unix_socket_dir && cfg->unix_socket_dir[0]) {
+		if (!listen_unix(ctx, cfg->unix_socket_dir, cfg->listen_port))
+			return false;
+		any = true;
+	}
+	if (!any)
+		log_error("nothing to listen on: set listen_addr or unix_socket_dir");
+	return any;
+}
+
+void listener_close_all(struct pt_ctx *ctx)
+{
+	struct listener *l = ctx->listeners;
+	while (l) {
+		struct listener *next = l->next;
+		event_free(l->ev);
+		close(l->fd);
+		if (l->path)
+			unlink(l->path);
+		free(l->path);
+		free(l);
+		l = next;
+	}
+	ctx->listeners = NULL;
+}

@@ -1,0 +1,189 @@
+/* Session parameters: tables, and the SQL that syncs a server's parameters to a client's. */
+#include "pgtide/params.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* PostgreSQL 15's GUC_REPORT parameters. */
+static const char *const reported[] = {
+	"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+	"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
+	"server_encoding", "server_version", "session_authorization",
+	"standard_conforming_strings", "TimeZone",
+};
+
+static const char *const server_facts[] = {
+	"in_hot_standby", "integer_datetimes", "is_superuser", "server_encoding",
+	"server_version", "session_authorization",
+};
+
+static bool in_list(const char *const *list, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(list[i], name) == 0)
+			return true;
+	return false;
+}
+
+bool params_is_reported(const char *name)
+{
+	return in_list(reported, sizeof(reported) / sizeof(reported[0]), name);
+}
+
+bool params_is_server_fact(const char *name)
+{
+	return in_list(server_facts, sizeof(server_facts) / sizeof(server_facts[0]), name);
+}
+
+struct param *params_find(const struct params *p, const char *name)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcasecmp(p->v[i].name, name) == 0)
+			return &p->v[i];
+	return NULL;
+}
+
+const char *params_get(const struct params *p, const char *name)
+{
+	struct param *x = params_find(p, name);
+	return x ? x->value : NULL;
+}
+
+bool params_set(struct params *p, const char *name, const char *value)
+{
+	struct param *x = params_find(p, name);
+	if (x) {
+		if (strcmp(x->value, value) == 0)
+			return true;
+		char *v = strdup(value);
+		if (!v)
+			return false;
+		free(x->value);
+		x->value = v;
+		return true;
+	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		struct param *nv = realloc(p->v, cap * sizeof(*nv));
+		if (!nv)
+			return false;
+		p->v = nv;
+		p->cap = cap;
+	}
+	char *n = strdup(name), *v = strdup(value);
+	if (!n || !v) {
+		free(n);
+		free(v);
+		return false;
+	}
+	p->v[p->n++] = (struct param){.name = n, .value = v, .set_by_us = false};
+	return true;
+}
+
+void params_remove(struct params *p, const char *name)
+{
+	struct param *x = params_find(p, name);
+	if (!x)
+		return;
+	free(x->name);
+	free(x->value);
+	size_t i = (size_t)(x - p->v);
+	memmove(&p->v[i], &p->v[i + 1], (p->n - i - 1) * sizeof(*x));
+	p->n--;
+}
+
+bool params_copy(struct params *dst, const struct params *src)
+{
+	for (size_t i = 0; i < src->n; i++)
+		if (!params_set(dst, src->v[i].name, src->v[i].value))
+			return false;
+	return true;
+}
+
+void params_free(struct params *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->v[i].name);
+		free(p->v[i].value);
+	}
+	free(p->v);
+	memset(p, 0, sizeof(*p));
+}
+
+void params_quote_name(struct pbuf *b, const char *name)
+{
+	pbuf_put_u8(b, '"');
+	for (const char *s = name; *s; s++) {
+		if (*s == '.') {
+			pbuf_put(b, "\".\"", 3);
+			continue;
+		}
+		if (*s == '"')
+			pbuf_put_u8(b, '"');
+		pbuf_put_u8(b, (uint8_t)*s);
+	}
+	pbuf_put_u8(b, '"');
+}
+
+void params_quote_value(struct pbuf *b, const char *value)
+{
+	pbuf_put(b, "E'", 2);
+	for (const char *s = value; *s; s++) {
+		if (*s == '\'' || *s == '\\')
+			pbuf_put_u8(b, (uint8_t)*s);
+		pbuf_put_u8(b, (uint8_t)*s);
+	}
+	pbuf_put_u8(b, '\'');
+}
+
+size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < client->n; i++) {
+		const struct param *c = &client->v[i];
+		if (params_is_server_fact(c->name))
+			continue;
+		const char *sv = params_get(server, c->name);
+		if (sv && strcmp(sv, c->value) == 0)
+			continue;
+		pbuf_put(sql, "SET ", 4);
+		params_quote_name(sql, c->name);
+		pbuf_put(sql, " TO ", 4);
+		params_quote_value(sql, c->value);
+		pbuf_put(sql, ";", 1);
+		n++;
+	}
+	for (size_t i = 0; i < server->n; i++) {
+		const struct param *s = &server->v[i];
+		if (!s->set_by_us || params_find(client, s->name))
+			continue;
+		pbuf_put(sql, "RESET ", 6);
+		params_quote_name(sql, s->name);
+		pbuf_put(sql, ";", 1);
+		n++;
+	}
+	return n;
+}
+
+void params_sync_done(const struct params *client, struct params *server)
+{
+	for (size_t i = 0; i < server->n;) {
+		struct param *s = &server->v[i];
+		if (s->set_by_us && !params_find(client, s->name)) {
+			params_remove(server, s->name);
+			continue;
+		}
+		i++;
+	}
+	for (size_t i = 0; i < client->n; i++) {
+		const struct param *c = &client->v[i];
+		if (params_is_reported(c->name))
+			continue; /* the server's ParameterStatus reply is the truth for these */
+		if (params_set(server, c->name, c->value)) {
+			struct param *s = params_find(server, c->name);
+			if (s)
+				s->set_by_us = true;
+		}
+	}
+}

@@ -1,0 +1,501 @@
+/* Pools per (database, user): server lists, waiting clients, limits and timeouts. */
+#include "pgtide/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "pgtide/log.h"
+#include "pgtide/pgtide.h"
+
+#define PLOG(level, p, fmt, ...) log_msg(level, "%s/%s " fmt, (p)->db_name, (p)->user_name, ##__VA_ARGS__)
+
+int pool_server_count(const struct pool *p)
+{
+	return p->n_connecting + p->n_idle + p->n_active + p->n_used;
+}
+
+static void free_conn_arrays(struct pool *p)
+{
+	if (p->conn_keys) {
+		for (char **k = p->conn_keys; *k; k++)
+			free(*k);
+		free(p->conn_keys);
+	}
+	if (p->conn_values) {
+		for (size_t i = 0; p->conn_keys && p->conn_values[i]; i++)
+			free(p->conn_values[i]);
+		free(p->conn_values);
+	}
+	p->conn_keys = p->conn_values = NULL;
+}
+
+/* Appends key=value to the NULL-terminated arrays (n counts entries so far). */
+static bool push_kv(char ***keys, char ***values, size_t *n, const char *k, const char *v)
+{
+	char **nk = realloc(*keys, (*n + 2) * sizeof(char *));
+	if (!nk)
+		return false;
+	*keys = nk;
+	char **nv = realloc(*values, (*n + 2) * sizeof(char *));
+	if (!nv)
+		return false;
+	*values = nv;
+	nk[*n] = strdup(k);
+	nv[*n] = strdup(v);
+	if (!nk[*n] || !nv[*n])
+		return false;
+	(*n)++;
+	nk[*n] = nv[*n] = NULL;
+	return true;
+}
+
+/*
+ * Builds the libpq keywords for this pool's server connections from its [databases] entry:
+ * dbname defaults to the entry's name (the client's for "*"), user to the pool's user, the
+ * password to what pgtide knows for that user; GSS encryption is off unless asked for (the
+ * default probes for Kerberos credentials on every connect).
+ */
+static bool build_conn(struct pool *p, const struct config_db *db)
+{
+	char **keys = NULL, **values = NULL;
+	size_t n = 0;
+	bool ok = true;
+	bool has_dbname = false, has_user = false, has_password = false, has_gss = false;
+	for (size_t i = 0; i < db->n_conn && ok; i++) {
+		const char *k = db->conn[i].key;
+		has_dbname |= strcmp(k, "dbname") == 0;
+		has_user |= strcmp(k, "user") == 0;
+		has_password |= strcmp(k, "password") == 0;
+		has_gss |= strcmp(k, "gssencmode") == 0;
+		ok = push_kv(&keys, &values, &n, k, db->conn[i].value);
+	}
+	if (ok && !has_dbname)
+		ok = push_kv(&keys, &values, &n, "dbname", p->db_name);
+	if (ok && !has_user)
+		ok = push_kv(&keys, &values, &n, "user", p->user_name);
+	if (ok && !has_password && p->password)
+		ok = push_kv(&keys, &values, &n, "password", p->password);
+	if (ok && !has_gss)
+		ok = push_kv(&keys, &values, &n, "gssencmode", "disable");
+	/* [databases] client_encoding=, datestyle=, timezone= are the server session's defaults. */
+	struct pbuf opts = {0};
+	if (db->client_encoding && ok)
+		ok = push_kv(&keys, &values, &n, "client_encoding", db->client_encoding);
+	if (db->datestyle) {
+		pbuf_put(&opts, "-c datestyle=", 13);
+		for (const char *c = db->datestyle; *c; c++) {
+			if (*c == ' ' || *c == '\\')
+				pbuf_put_u8(&opts, '\\');
+			pbuf_put_u8(&opts, (uint8_t)*c);
+		}
+	}
+	if (db->timezone) {
+		if (opts.len)
+			pbuf_put_u8(&opts, ' ');
+		pbuf_put(&opts, "-c timezone=", 12);
+		for (const char *c = db->timezone; *c; c++) {
+			if (*c == ' ' || *c == '\\')
+				pbuf_put_u8(&opts, '\\');
+			pbuf_put_u8(&opts, (uint8_t)*c);
+		}
+	}
+	if (opts.len && ok) {
+		pbuf_put_u8(&opts, 0);
+		ok = !opts.oom && push_kv(&keys, &values, &n, "options", (const char *)opts.data);
+	}
+	pbuf_free(&opts);
+	if (!ok || !keys) {
+		if (keys) {
+			for (size_t i = 0; i < n; i++)
+				free(keys[i]);
+			for (size_t i = 0; i < n; i++)
+				free(values[i]);
+		}
+		free(keys);
+		free(values);
+		return false;
+	}
+	free_conn_arrays(p);
+	p->conn_keys = keys;
+	p->conn_values = values;
+
+	/* A signature of the connection settings, to notice a change on reload. */
+	struct pbuf sig = {0};
+	for (size_t i = 0; i < n; i++) {
+		pbuf_put_str(&sig, keys[i]);
+		pbuf_put_str(&sig, values[i]);
+	}
+	pbuf_put_u8(&sig, 0);
+	bool changed = !p->conninfo_sig || sig.oom ||
+		       memcmp(p->conninfo_sig, sig.data, sig.len) != 0;
+	if (changed && p->conninfo_sig) {
+		struct server *s;
+		TAILQ_FOREACH(s, &p->idle, link) s->close_when_idle = true;
+		TAILQ_FOREACH(s, &p->active, link) s->close_when_idle = true;
+		TAILQ_FOREACH(s, &p->used, link) s->close_when_idle = true;
+		p->have_welcome = false;
+		params_free(&p->welcome);
+		PLOG(LOG_LEVEL_LOG, p, "connection settings changed: servers will be replaced");
+	}
+	free(p->conninfo_sig);
+	p->conninfo_sig = sig.oom ? NULL : (char *)sig.data;
+	if (sig.oom)
+		pbuf_free(&sig);
+	return true;
+}
+
+/* Resolves the pool's settings from [databases], [users] and [pgtide]. */
+static bool resolve_settings(struct pool *p)
+{
+	struct config *cfg = &p->ctx->cfg;
+	const struct config_db *db = config_find_db(cfg, p->db_name);
+	if (!db) {
+		p->db_missing = true;
+		return false;
+	}
+	p->db_missing = false;
+	const struct config_user *u = config_find_user(cfg, p->user_name);
+	p->pool_mode = cfg->pool_mode;
+	if (db->pool_mode != POOL_MODE_UNSET)
+		p->pool_mode = db->pool_mode;
+	if (u && u->pool_mode != POOL_MODE_UNSET)
+		p->pool_mode = u->pool_mode;
+	p->pool_size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+	if (u && u->pool_size >= 0)
+		p->pool_size = u->pool_size;
+	p->min_pool_size = db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
+	p->reserve_pool = db->reserve_pool >= 0 ? db->reserve_pool : cfg->reserve_pool_size;
+	p->max_db_connections =
+		db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
+	p->max_user_connections = u && u->max_user_connections >= 0 ? u->max_user_connections
+								     : cfg->max_user_connections;
+	free(p->connect_query);
+	p->connect_query = db->connect_query ? strdup(db->connect_query) : NULL;
+
+	/* The server login password: the entry's, else the user file's plain secret. */
+	if (!config_db_conn_get(db, "password")) {
+		const struct auth_user *au = auth_userlist_find(&p->ctx->users, p->user_name);
+		if (au && au->kind == AUTH_SECRET_PLAIN && au->secret[0]) {
+			free(p->password);
+			p->password = strdup(au->secret);
+		}
+	}
+	return build_conn(p, db);
+}
+
+void pool_refresh(struct pool *p)
+{
+	if (!resolve_settings(p))
+		PLOG(LOG_LEVEL_WARNING, p, "database entry removed: new clients are refused");
+}
+
+struct pool *pool_get(struct pt_ctx *ctx, const char *database, const char *user,
+		      const char *client_password, const char **sqlstate, char **msg)
+{
+	const struct config_db *db = config_find_db(&ctx->cfg, database);
+	if (!db) {
+		*sqlstate = "3D000";
+		if (asprintf(msg, "database \"%s\" does not exist", database) < 0)
+			*msg = NULL;
+		return NULL;
+	}
+	const char *forced = config_db_conn_get(db, "user");
+	const char *login_user = forced && forced[0] ? forced : user;
+
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		if (strcmp(p->db_name, database) == 0 && strcmp(p->user_name, login_user) == 0)
+			break;
+	}
+	if (p) {
+		if (p->db_missing) {
+			*sqlstate = "3D000";
+			if (asprintf(msg, "database \"%s\" does not exist", database) < 0)
+				*msg = NULL;
+			return NULL;
+		}
+		if (!p->password && client_password && !p->forced_user) {
+			p->password = strdup(client_password);
+			resolve_settings(p);
+		}
+		return p;
+	}
+
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		*sqlstate = "53200";
+		*msg = strdup("out of memory");
+		return NULL;
+	}
+	p->ctx = ctx;
+	p->db_name = strdup(database);
+	p->user_name = strdup(login_user);
+	p->forced_user = forced && forced[0];
+	TAILQ_INIT(&p->login_wait);
+	TAILQ_INIT(&p->idle_clients);
+	TAILQ_INIT(&p->waiting_clients);
+	TAILQ_INIT(&p->active_clients);
+	TAILQ_INIT(&p->connecting);
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->active);
+	TAILQ_INIT(&p->used);
+	if (client_password && !p->forced_user)
+		p->password = strdup(client_password);
+	if (!p->db_name || !p->user_name || !resolve_settings(p)) {
+		pool_free(p);
+		*sqlstate = "53200";
+		*msg = strdup("out of memory");
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&ctx->pools, p, link);
+	PLOG(LOG_LEVEL_LOG, p, "new pool (%s mode, size %d)", config_pool_mode_name(p->pool_mode),
+	     p->pool_size);
+	return p;
+}
+
+void pool_free(struct pool *p)
+{
+	free_conn_arrays(p);
+	free(p->conninfo_sig);
+	free(p->db_name);
+	free(p->user_name);
+	free(p->connect_query);
+	if (p->password) {
+		memset(p->password, 0, strlen(p->password));
+		free(p->password);
+	}
+	params_free(&p->welcome);
+	free(p->fail_message);
+	free(p);
+}
+
+/* ---- limits ---- */
+
+static int db_server_count(struct pt_ctx *ctx, const char *db)
+{
+	int n = 0;
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if (strcmp(p->db_name, db) == 0)
+		n += pool_server_count(p);
+	return n;
+}
+
+static int user_server_count(struct pt_ctx *ctx, const char *user)
+{
+	int n = 0;
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if (strcmp(p->user_name, user) == 0)
+		n += pool_server_count(p);
+	return n;
+}
+
+/* True if one more server connection is within every limit. */
+static bool may_open_server(struct pool *p)
+{
+	if (pool_server_count(p) >= p->pool_size)
+		return false;
+	if (p->max_db_connections > 0 &&
+	    db_server_count(p->ctx, p->db_name) >= p->max_db_connections)
+		return false;
+	if (p->max_user_connections > 0 &&
+	    user_server_count(p->ctx, p->user_name) >= p->max_user_connections)
+		return false;
+	return true;
+}
+
+/* True while a recent connect failure makes new clients fail at once (server_login_retry). */
+static bool in_retry_wait(struct pool *p)
+{
+	return p->last_connect_failure &&
+	       pt_now() - p->last_connect_failure < p->ctx->cfg.server_login_retry;
+}
+
+/* Opens servers for clients that need one, within the limits. */
+static void open_servers(struct pool *p)
+{
+	int demand = p->n_waiting_clients + (p->n_login_wait > 0 ? 1 : 0);
+	while (p->n_connecting < demand && may_open_server(p) && !in_retry_wait(p)) {
+		if (!server_connect(p))
+			break;
+	}
+}
+
+/* ---- welcome and logins ---- */
+
+bool pool_need_welcome(struct pool *p, struct client *c)
+{
+	if (p->have_welcome)
+		return true;
+	if (in_retry_wait(p)) {
+		client_fail(c, p->fail_sqlstate, p->fail_message ? p->fail_message : "server login failed");
+		return false;
+	}
+	client_set_state(c, CLIENT_LOGIN_WAIT);
+	if (p->n_connecting == 0 && pool_server_count(p) > 0 && p->n_idle == 0) {
+		/* Every server is busy; one will become idle and bring no welcome: open one. */
+	}
+	if (p->n_connecting == 0) {
+		if (may_open_server(p))
+			server_connect(p);
+		else if (p->n_idle > 0) {
+			/* Servers exist but the welcome was dropped (reload): take it from one. */
+			struct server *s = TAILQ_FIRST(&p->idle);
+			pool_server_connected(p, s);
+		}
+	}
+	return false;
+}
+
+void pool_server_connected(struct pool *p, struct server *s)
+{
+	if (!p->have_welcome) {
+		params_free(&p->welcome);
+		params_copy(&p->welcome, &s->params);
+		p->have_welcome = true;
+	}
+	p->last_connect_failure = 0;
+	if (s->state == SERVER_CONNECTING) {
+		server_set_state(s, SERVER_IDLE);
+		if (p->connect_query && p->connect_query[0]) {
+			/* Runs before anyone gets the server; replies are discarded. */
+			server_set_state(s, SERVER_RESET);
+			struct pbuf *b = &p->ctx->scratch;
+			pbuf_reset(b);
+			proto_build_query(b, p->connect_query);
+			io_write(&s->io, b->data, b->len);
+			pbuf_reset(b);
+			s->internal_pending++;
+		}
+	}
+	/* Logins that waited for the welcome can finish now. */
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->login_wait)) != NULL) {
+		client_set_state(c, CLIENT_IDLE);
+		client_login_complete(c);
+	}
+	pool_kick(p);
+}
+
+void pool_server_connect_failed(struct pool *p, const char *sqlstate, const char *message)
+{
+	p->last_connect_failure = pt_now();
+	snprintf(p->fail_sqlstate, sizeof(p->fail_sqlstate), "%s", sqlstate);
+	free(p->fail_message);
+	p->fail_message = strdup(message);
+	/* Nobody else is coming for these clients if no server is left to serve them. */
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->login_wait)) != NULL)
+		client_fail(c, sqlstate, message);
+	if (pool_server_count(p) == 0) {
+		while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL)
+			client_fail(c, sqlstate, message);
+	}
+}
+
+/* ---- handing out servers ---- */
+
+static void link_client(struct pool *p, struct client *c, struct server *s)
+{
+	(void)p;
+	client_set_state(c, CLIENT_ACTIVE);
+	server_link(s, c);
+}
+
+bool pool_acquire(struct pool *p, struct client *c)
+{
+	struct server *s = TAILQ_FIRST(&p->idle);
+	if (s && TAILQ_EMPTY(&p->waiting_clients)) {
+		link_client(p, c, s);
+		return true;
+	}
+	if (in_retry_wait(p) && pool_server_count(p) == 0) {
+		client_fail(c, p->fail_sqlstate, p->fail_message ? p->fail_message : "server login failed");
+		return false;
+	}
+	c->wait_start = pt_now();
+	client_set_state(c, CLIENT_WAITING);
+	open_servers(p);
+	return false;
+}
+
+/* Hands idle servers to waiting clients in arrival order; opens more if needed. */
+static void pool_do_kick(struct pool *p)
+{
+	struct server *s;
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL && (s = TAILQ_FIRST(&p->idle)) != NULL) {
+		link_client(p, c, s);
+		if (s->state == SERVER_ACTIVE)
+			client_server_ready(c);
+	}
+	open_servers(p);
+}
+
+void pool_kick(struct pool *p)
+{
+	struct pt_ctx *ctx = p->ctx;
+	for (size_t i = 0; i < ctx->n_kick_pools; i++)
+		if (ctx->kick_pools[i] == p)
+			return;
+	if (ctx->n_kick_pools == ctx->cap_kick_pools) {
+		size_t cap = ctx->cap_kick_pools ? ctx->cap_kick_pools * 2 : 16;
+		struct pool **np = realloc(ctx->kick_pools, cap * sizeof(*np));
+		if (!np) {
+			pool_do_kick(p); /* no memory to defer: do it now */
+			return;
+		}
+		ctx->kick_pools = np;
+		ctx->cap_kick_pools = cap;
+	}
+	ctx->kick_pools[ctx->n_kick_pools++] = p;
+	pt_schedule_reaper(ctx);
+}
+
+/* Called by the reaper: the kicks deferred until no pump is running. */
+void pool_run_kicks(struct pt_ctx *ctx);
+void pool_run_kicks(struct pt_ctx *ctx)
+{
+	while (ctx->n_kick_pools > 0) {
+		struct pool *p = ctx->kick_pools[--ctx->n_kick_pools];
+		pool_do_kick(p);
+	}
+}
+
+/* ---- periodic work ---- */
+
+void pool_janitor(struct pool *p, int64_t now)
+{
+	struct config *cfg = &p->ctx->cfg;
+	struct server *s, *next;
+	for (s = TAILQ_FIRST(&p->idle); s; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->close_when_idle) {
+			server_close(s, "marked for closing");
+		} else if (cfg->server_lifetime > 0 && now - s->created_at > cfg->server_lifetime) {
+			server_close(s, "server_lifetime reached");
+		} else if (cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
+			   pool_server_count(p) > p->min_pool_size) {
+			server_close(s, "server_idle_timeout reached");
+		}
+	}
+	/* Keep min_pool_size servers warm (only once the pool has been used). */
+	while (pool_server_count(p) < p->min_pool_size && may_open_server(p) && !in_retry_wait(p) &&
+	       p->have_welcome) {
+		if (!server_connect(p))
+			break;
+	}
+	if (cfg->query_wait_timeout > 0) {
+		struct client *c, *cn;
+		for (c = TAILQ_FIRST(&p->waiting_clients); c; c = cn) {
+			cn = TAILQ_NEXT(c, link);
+			if (now - c->wait_start > cfg->query_wait_timeout)
+				client_fail(c, "53300", "query_wait_timeout: no server connection became available");
+		}
+	}
+}

@@ -1,0 +1,696 @@
+/*
+ * Server connections: libpq connects (every auth method, TLS, multi-host) without blocking the
+ * loop; at CONNECTION_OK pgtide takes over the socket and speaks the protocol itself.
+ */
+#include "pgtide/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "pgtide/cancel.h"
+#include "pgtide/client.h"
+#include "pgtide/log.h"
+#include "pgtide/pgtide.h"
+#include "pgtide/pool.h"
+
+static void server_on_readable(void *arg);
+static enum pump_action server_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
+					  bool whole);
+static void server_on_bad_frame(void *arg);
+static void server_on_end(void *arg, enum io_end why, int err);
+
+static const struct io_ops server_io_ops = {
+	.on_readable = server_on_readable,
+	.on_message = server_on_message,
+	.on_bad_frame = server_on_bad_frame,
+	.on_end = server_on_end,
+	.on_drained = NULL,
+};
+
+static const char *const state_names[] = {
+	"connecting", "idle", "sync", "active", "reset", "drain", "closed",
+};
+
+/* PostgreSQL messages are at most 1 GB; anything larger from a server is corruption. */
+#define SERVER_MAX_MSG 0x40000000u
+
+#define SLOG(level, s, fmt, ...)                                                             \
+	log_msg(level, "%s/%s s%llu pid=%u " fmt, (s)->pool->db_name, (s)->pool->user_name,  \
+		(unsigned long long)(s)->id, (s)->backend_pid, ##__VA_ARGS__)
+
+/* ---- state and lists ---- */
+
+static struct server_list *list_of(struct server *s, enum server_state st, int **count)
+{
+	struct pool *p = s->pool;
+	switch (st) {
+	case SERVER_CONNECTING:
+		*count = &p->n_connecting;
+		return &p->connecting;
+	case SERVER_IDLE:
+		*count = &p->n_idle;
+		return &p->idle;
+	case SERVER_SYNC:
+	case SERVER_ACTIVE:
+		*count = &p->n_active;
+		return &p->active;
+	case SERVER_RESET:
+	case SERVER_DRAIN:
+		*count = &p->n_used;
+		return &p->used;
+	case SERVER_CLOSED:
+		break;
+	}
+	*count = NULL;
+	return NULL;
+}
+
+void server_set_state(struct server *s, enum server_state st)
+{
+	if (s->state == st)
+		return;
+	if (s->state == SERVER_CLOSED) {
+		log_error("server s%llu: refusing move from closed to %s", (unsigned long long)s->id,
+			  state_names[st]);
+		return;
+	}
+	if ((st == SERVER_SYNC || st == SERVER_ACTIVE) != (s->client != NULL) &&
+	    st != SERVER_CLOSED) {
+		log_error("server s%llu: state %s with%s a client", (unsigned long long)s->id,
+			  state_names[st], s->client ? "" : "out");
+	}
+	int *count;
+	struct server_list *old = list_of(s, s->state, &count);
+	if (old) {
+		TAILQ_REMOVE(old, s, link);
+		(*count)--;
+	}
+	struct server_list *nl = list_of(s, st, &count);
+	if (nl) {
+		/* Idle servers: most recently used first, so the warmest one is reused. */
+		if (st == SERVER_IDLE)
+			TAILQ_INSERT_HEAD(nl, s, link);
+		else
+			TAILQ_INSERT_TAIL(nl, s, link);
+		(*count)++;
+	} else {
+		TAILQ_INSERT_TAIL(&s->ctx->zombie_servers, s, link);
+	}
+	s->state = st;
+	if (st == SERVER_IDLE)
+		s->idle_since = pt_now();
+}
+
+/* ---- closing ---- */
+
+void server_close(struct server *s, const char *why)
+{
+	if (s->state == SERVER_CLOSED)
+		return;
+	struct pt_ctx *ctx = s->ctx;
+	struct pool *p = s->pool;
+	SLOG(LOG_LEVEL_LOG, s, "closing server connection: %s", why);
+	/* A backend busy with a query does not notice the socket closing: cancel it first. */
+	if (s->pg && s->rfq_pending > 0 &&
+	    (s->state == SERVER_ACTIVE || s->state == SERVER_DRAIN))
+		cancel_send(s->pg);
+
+	struct client *c = s->client;
+	bool was_connecting = s->state == SERVER_CONNECTING;
+	if (c) {
+		io_flush_pending(&s->io);
+		s->client = NULL;
+		c->server = NULL;
+		c->io.peer = NULL;
+		s->io.peer = NULL;
+	}
+	server_set_state(s, SERVER_CLOSED);
+	if (s->poll_ev) {
+		event_free(s->poll_ev);
+		s->poll_ev = NULL;
+	}
+	if (s->timer) {
+		event_free(s->timer);
+		s->timer = NULL;
+	}
+	if (s->io_ready)
+		io_close(&s->io);
+	if (s->pg) {
+		/* Non-blocking so that PQfinish's Terminate never waits on the loop. */
+		PQsetnonblocking(s->pg, 1);
+		PQfinish(s->pg);
+		s->pg = NULL;
+	}
+	if (c && c->state != CLIENT_CLOSED) {
+		c->server = NULL;
+		client_server_lost(c, "08006", "server closed the connection unexpectedly");
+	}
+	(void)was_connecting;
+	pool_kick(p);
+	pt_schedule_reaper(ctx);
+}
+
+void server_free(struct server *s)
+{
+	params_free(&s->params);
+	free(s);
+}
+
+/* ---- connecting ---- */
+
+static void connect_poll(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * libpq with PQERRORS_VERBOSE writes "FATAL:  3D000: database "x" does not exist": take the
+ * SQLSTATE and message from that, so the client gets PostgreSQL's own error. Anything else
+ * (refused, unreachable, timeout) is 08006 with libpq's first line.
+ */
+static void parse_connect_error(const char *err, char sqlstate[6], char *msg, size_t n)
+{
+	static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  "};
+	for (size_t i = 0; i < 3; i++) {
+		const char *p = strstr(err, sev[i]);
+		if (!p)
+			continue;
+		p += strlen(sev[i]);
+		if (strlen(p) > 7 && p[5] == ':' && p[6] == ' ') {
+			memcpy(sqlstate, p, 5);
+			sqlstate[5] = 0;
+			p += 7;
+		} else {
+			strcpy(sqlstate, "08006");
+		}
+		size_t l = strcspn(p, "\n");
+		snprintf(msg, n, "%.*s", (int)l, p);
+		return;
+	}
+	strcpy(sqlstate, "08006");
+	size_t l = strcspn(err, "\n");
+	snprintf(msg, n, "%.*s", (int)l, err);
+	if (!msg[0])
+		snprintf(msg, n, "could not connect to server");
+}
+
+static void connect_failed(struct server *s, const char *sqlstate, const char *msg)
+{
+	struct pool *p = s->pool;
+	SLOG(LOG_LEVEL_WARNING, s, "server connection failed: %s (%s)", msg, sqlstate);
+	server_close(s, "connect failed");
+	pool_server_connect_failed(p, sqlstate, msg);
+}
+
+static void connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state == SERVER_CONNECTING) {
+		connect_failed(s, "08006", "could not connect to server: timeout expired");
+	} else if (s->state == SERVER_DRAIN) {
+		server_close(s, "drain timed out (cancel_wait_timeout)");
+	}
+}
+
+static void notice_during_connect(void *arg, const PGresult *res)
+{
+	(void)arg;
+	(void)res; /* notices while logging in (e.g. from an event trigger) are not the client's */
+}
+
+static bool arm_poll(struct server *s, short what)
+{
+	if (s->poll_ev)
+		event_free(s->poll_ev);
+	/* libpq may switch sockets (next host, sslmode retry) with the same fd number: always new. */
+	s->poll_ev = event_new(s->ctx->base, PQsocket(s->pg), what, connect_poll, s);
+	return s->poll_ev && event_add(s->poll_ev, NULL) == 0;
+}
+
+static void take_over(struct server *s)
+{
+	struct pt_ctx *ctx = s->ctx;
+	PGconn *pg = s->pg;
+	static const char *const names[] = {
+		"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+		"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
+		"server_encoding", "server_version", "session_authorization",
+		"standard_conforming_strings", "TimeZone",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *v = PQparameterStatus(pg, names[i]);
+		if (v)
+			params_set(&s->params, names[i], v);
+	}
+	s->backend_pid = (uint32_t)PQbackendPID(pg);
+	s->txn_status = 'I';
+	if (!io_init(&s->io, ctx, PQsocket(pg), &server_io_ops, s)) {
+		connect_failed(s, "53200", "out of memory");
+		return;
+	}
+	s->io_ready = true;
+	s->io.max_msg = SERVER_MAX_MSG;
+	if (s->timer) {
+		event_free(s->timer);
+		s->timer = NULL;
+	}
+	SLOG(LOG_LEVEL_LOG, s, "new server connection");
+	pool_server_connected(s->pool, s);
+}
+
+static void connect_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	(void)fd;
+	(void)what;
+	switch (PQconnectPoll(s->pg)) {
+	case PGRES_POLLING_READING:
+		if (!arm_poll(s, EV_READ))
+			connect_failed(s, "53200", "out of memory");
+		return;
+	case PGRES_POLLING_WRITING:
+		if (!arm_poll(s, EV_WRITE))
+			connect_failed(s, "53200", "out of memory");
+		return;
+	case PGRES_POLLING_OK:
+		event_free(s->poll_ev);
+		s->poll_ev = NULL;
+		take_over(s);
+		return;
+	case PGRES_POLLING_FAILED:
+	default: {
+		char sqlstate[6], msg[512];
+		parse_connect_error(PQerrorMessage(s->pg), sqlstate, msg, sizeof(msg));
+		connect_failed(s, sqlstate, msg);
+		return;
+	}
+	}
+}
+
+struct server *server_connect(struct pool *pool)
+{
+	struct pt_ctx *ctx = pool->ctx;
+	struct server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->ctx = ctx;
+	s->pool = pool;
+	s->id = ++ctx->next_conn_id;
+	s->created_at = pt_now();
+	s->state = SERVER_CLOSED; /* set_state below puts it on the connecting list */
+	s->io.fd = -1;
+
+	s->pg = PQconnectStartParams((const char *const *)pool->conn_keys,
+				     (const char *const *)pool->conn_values, 0);
+	s->state = SERVER_CONNECTING;
+	TAILQ_INSERT_TAIL(&pool->connecting, s, link);
+	pool->n_connecting++;
+	if (!s->pg || PQstatus(s->pg) == CONNECTION_BAD) {
+		char sqlstate[6], msg[512];
+		parse_connect_error(s->pg ? PQerrorMessage(s->pg) : "out of memory", sqlstate, msg,
+				    sizeof(msg));
+		connect_failed(s, sqlstate, msg);
+		return NULL;
+	}
+	PQsetnonblocking(s->pg, 1);
+	PQsetErrorVerbosity(s->pg, PQERRORS_VERBOSE);
+	PQsetNoticeReceiver(s->pg, notice_during_connect, s);
+	if (ctx->cfg.server_connect_timeout > 0) {
+		s->timer = evtimer_new(ctx->base, connect_timeout, s);
+		struct timeval tv = {(time_t)(ctx->cfg.server_connect_timeout / 1000000),
+				     (suseconds_t)(ctx->cfg.server_connect_timeout % 1000000)};
+		if (s->timer)
+			evtimer_add(s->timer, &tv);
+	}
+	/* Before the first PQconnectPoll, behave as if it had asked for WRITING. */
+	if (!arm_poll(s, EV_WRITE)) {
+		connect_failed(s, "53200", "out of memory");
+		return NULL;
+	}
+	return s;
+}
+
+/* ---- pgtide's own queries ---- */
+
+static void send_query(struct server *s, const char *sql)
+{
+	struct pbuf *b = &s->ctx->scratch;
+	pbuf_reset(b);
+	proto_build_query(b, sql);
+	io_write(&s->io, b->data, b->len);
+	pbuf_reset(b);
+	s->internal_pending++;
+}
+
+static bool resets_all_params(const char *q)
+{
+	return q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "RESET ALL"));
+}
+
+/* After the client is gone and nothing is in flight: ROLLBACK if needed, then the reset query. */
+static void start_reset(struct server *s)
+{
+	struct config *cfg = &s->ctx->cfg;
+	server_set_state(s, SERVER_RESET);
+	if (s->txn_status != 'I')
+		send_query(s, "ROLLBACK");
+	bool session = s->pool->pool_mode == POOL_MODE_SESSION;
+	const char *q = cfg->server_reset_query;
+	if (q && q[0] && (session || cfg->server_reset_query_always)) {
+		send_query(s, q);
+		if (resets_all_params(q)) {
+			/* RESET ALL drops what pgtide SET; the reported ones come back as ParameterStatus. */
+			for (size_t i = 0; i < s->params.n;) {
+				if (s->params.v[i].set_by_us)
+					params_remove(&s->params, s->params.v[i].name);
+				else
+					i++;
+			}
+		}
+	}
+	if (s->internal_pending == 0) {
+		server_set_state(s, SERVER_IDLE);
+		pool_kick(s->pool);
+	}
+}
+
+void server_link(struct server *s, struct client *c)
+{
+	s->client = c;
+	c->server = s;
+	s->io.peer = &c->io;
+	c->io.peer = &s->io;
+	s->n_linked++;
+	s->rfq_pending = 0;
+	s->unsynced = false;
+	s->copy_in = false;
+	s->got_fatal = false;
+	s->sync_failed = false;
+
+	struct pbuf sql = {0};
+	size_t n = params_sync_sql(&c->params, &s->params, &sql);
+	if (n > 0 && !sql.oom) {
+		pbuf_put_u8(&sql, 0);
+		server_set_state(s, SERVER_SYNC);
+		send_query(s, (const char *)sql.data);
+	} else {
+		server_set_state(s, SERVER_ACTIVE);
+	}
+	pbuf_free(&sql);
+}
+
+void server_release(struct server *s, bool client_gone)
+{
+	struct client *c = s->client;
+	if (s->state == SERVER_CLOSED)
+		return;
+	bool mid_message = c && c->io.stream_left > 0 && c->io.stream_action == PUMP_FORWARD;
+	if (c) {
+		io_flush_pending(&c->io);
+		s->client = NULL;
+		c->server = NULL;
+		c->io.peer = NULL;
+		s->io.peer = NULL;
+	}
+	if (mid_message) {
+		server_close(s, "client left in the middle of a message");
+		return;
+	}
+	if (s->close_when_idle && s->rfq_pending == 0 && s->internal_pending == 0 && !s->copy_in &&
+	    !s->unsynced) {
+		server_close(s, "marked for closing");
+		return;
+	}
+	if (s->copy_in) {
+		/* CopyFail ends COPY FROM STDIN; the server answers ErrorResponse, ReadyForQuery. */
+		struct pbuf *b = &s->ctx->scratch;
+		pbuf_reset(b);
+		size_t off = proto_msg_begin(b, 'f');
+		pbuf_put_str(b, "client disconnected during COPY");
+		proto_msg_end(b, off);
+		io_write(&s->io, b->data, b->len);
+		pbuf_reset(b);
+		s->copy_in = false;
+	}
+	if (s->unsynced) {
+		/* Close the client's unfinished extended-protocol batch. */
+		struct pbuf *b = &s->ctx->scratch;
+		pbuf_reset(b);
+		size_t off = proto_msg_begin(b, 'S');
+		proto_msg_end(b, off);
+		io_write(&s->io, b->data, b->len);
+		pbuf_reset(b);
+		s->unsynced = false;
+		s->rfq_pending++;
+	}
+	if (s->rfq_pending > 0 || s->internal_pending > 0) {
+		server_set_state(s, SERVER_DRAIN);
+		if (client_gone && s->rfq_pending > 0)
+			server_cancel_query(s);
+		int64_t t = s->ctx->cfg.cancel_wait_timeout;
+		if (t <= 0)
+			t = 10 * 1000000;
+		if (!s->timer)
+			s->timer = evtimer_new(s->ctx->base, connect_timeout, s);
+		struct timeval tv = {(time_t)(t / 1000000), (suseconds_t)(t % 1000000)};
+		if (s->timer)
+			evtimer_add(s->timer, &tv);
+		return;
+	}
+	start_reset(s);
+}
+
+bool server_cancel_query(struct server *s)
+{
+	if (!s->pg)
+		return false;
+	return cancel_send(s->pg);
+}
+
+/* ---- relaying ---- */
+
+static enum pump_action on_message_internal(struct server *s, char type, const uint8_t *msg,
+					    uint32_t len, bool whole)
+{
+	switch (type) {
+	case 'Z':
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		s->txn_status = len > PROTO_HEADER_LEN ? (char)msg[PROTO_HEADER_LEN] : 'I';
+		if (s->state == SERVER_DRAIN && s->internal_pending == 0) {
+			if (s->rfq_pending > 0)
+				s->rfq_pending--;
+		} else if (s->internal_pending > 0) {
+			s->internal_pending--;
+		}
+		return PUMP_DROP;
+	case 'E': {
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		struct proto_error e;
+		if (!proto_parse_error(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN, &e))
+			memset(&e, 0, sizeof(e));
+		if (s->state == SERVER_SYNC) {
+			/* The client's parameters were refused; PostgreSQL would refuse the
+			 * connection, so the client gets this error as FATAL. */
+			if (!s->sync_failed) {
+				s->sync_failed = true;
+				snprintf(s->sync_sqlstate, sizeof(s->sync_sqlstate), "%s",
+					 e.sqlstate ? e.sqlstate : "08P01");
+				snprintf(s->sync_message, sizeof(s->sync_message), "%s",
+					 e.message ? e.message : "invalid startup parameter");
+			}
+			return PUMP_DROP;
+		}
+		if (s->state == SERVER_RESET) {
+			SLOG(LOG_LEVEL_WARNING, s, "reset query failed: %s (%s)",
+			     e.message ? e.message : "?", e.sqlstate ? e.sqlstate : "?");
+			s->close_when_idle = true;
+		}
+		if (e.severity_nl && (strcmp(e.severity_nl, "FATAL") == 0 ||
+				      strcmp(e.severity_nl, "PANIC") == 0))
+			s->close_when_idle = true;
+		return PUMP_DROP;
+	}
+	case 'S': {
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		const char *name, *value;
+		if (proto_parse_parameter_status(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN,
+						 &name, &value)) {
+			params_set(&s->params, name, value);
+			if (s->client) {
+				client_param_changed(s->client, name, value);
+				/* Before AuthenticationOk the login itself reports the values. */
+				return s->client->login_pending ? PUMP_DROP : PUMP_FORWARD;
+			}
+		}
+		return PUMP_DROP;
+	}
+	default:
+		return PUMP_DROP;
+	}
+}
+
+static enum pump_action on_message_active(struct server *s, char type, const uint8_t *msg,
+					  uint32_t len, bool whole)
+{
+	switch (type) {
+	case 'Z':
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		s->txn_status = len > PROTO_HEADER_LEN ? (char)msg[PROTO_HEADER_LEN] : 'I';
+		if (s->rfq_pending > 0)
+			s->rfq_pending--;
+		s->copy_in = false;
+		return PUMP_FORWARD;
+	case 'S': {
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		const char *name, *value;
+		if (proto_parse_parameter_status(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN,
+						 &name, &value)) {
+			params_set(&s->params, name, value);
+			client_param_changed(s->client, name, value);
+		}
+		return PUMP_FORWARD;
+	}
+	case 'E': {
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		struct proto_error e;
+		if (proto_parse_error(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN, &e)) {
+			const char *sev = e.severity_nl ? e.severity_nl : e.severity;
+			if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+				s->got_fatal = true;
+		}
+		s->copy_in = false;
+		return PUMP_FORWARD;
+	}
+	case 'G':
+		s->copy_in = true;
+		return PUMP_FORWARD;
+	case 'C':
+		s->copy_in = false;
+		return PUMP_FORWARD;
+	default:
+		return PUMP_FORWARD;
+	}
+}
+
+static enum pump_action server_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
+					  bool whole)
+{
+	struct server *s = arg;
+	switch (s->state) {
+	case SERVER_ACTIVE:
+		return on_message_active(s, type, msg, len, whole);
+	case SERVER_SYNC:
+	case SERVER_RESET:
+	case SERVER_DRAIN:
+		return on_message_internal(s, type, msg, len, whole);
+	case SERVER_IDLE:
+		if (type == 'S' || type == 'N' || type == 'A')
+			return on_message_internal(s, type, msg, len, whole);
+		if (type == 'E' && !whole)
+			return PUMP_NEED_WHOLE;
+		if (type == 'E') {
+			struct proto_error e;
+			if (proto_parse_error(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN, &e))
+				SLOG(LOG_LEVEL_LOG, s, "idle server sent: %s (%s)",
+				     e.message ? e.message : "?", e.sqlstate ? e.sqlstate : "?");
+		}
+		server_close(s, "unexpected message from an idle server");
+		return PUMP_CLOSED;
+	case SERVER_CONNECTING:
+	case SERVER_CLOSED:
+		break;
+	}
+	return PUMP_DROP;
+}
+
+/* State changes that wait until the pump is done with this buffer. */
+static void after_pump(struct server *s)
+{
+	switch (s->state) {
+	case SERVER_SYNC:
+		if (s->internal_pending > 0)
+			return;
+		if (s->sync_failed) {
+			struct client *c = s->client;
+			s->close_when_idle = true; /* its parameters are half-applied */
+			if (c)
+				client_close(c, s->sync_sqlstate, "%s", s->sync_message);
+			else
+				server_close(s, "parameter sync failed");
+			return;
+		}
+		params_sync_done(&s->client->params, &s->params);
+		/* A reported value that came back unchanged was already the canonical one. */
+		for (size_t i = 0; i < s->client->params.n; i++) {
+			struct param *cp = &s->client->params.v[i];
+			if (!params_is_reported(cp->name) || params_is_server_fact(cp->name))
+				continue;
+			const char *sv = params_get(&s->params, cp->name);
+			if (sv && strcmp(sv, cp->value) != 0)
+				params_set(&s->client->params, cp->name, sv);
+		}
+		server_set_state(s, SERVER_ACTIVE);
+		client_server_ready(s->client);
+		return;
+	case SERVER_DRAIN:
+		if (s->rfq_pending == 0 && s->internal_pending == 0) {
+			if (s->timer)
+				evtimer_del(s->timer);
+			if (s->close_when_idle)
+				server_close(s, "marked for closing");
+			else
+				start_reset(s);
+		}
+		return;
+	case SERVER_RESET:
+		if (s->internal_pending > 0)
+			return;
+		if (s->close_when_idle) {
+			server_close(s, "marked for closing");
+			return;
+		}
+		server_set_state(s, SERVER_IDLE);
+		pool_kick(s->pool);
+		return;
+	default:
+		return;
+	}
+}
+
+static void server_on_readable(void *arg)
+{
+	struct server *s = arg;
+	if (!io_pump(&s->io))
+		return;
+	if (s->state != SERVER_CLOSED)
+		after_pump(s);
+}
+
+static void server_on_bad_frame(void *arg)
+{
+	struct server *s = arg;
+	server_close(s, "invalid message length from server");
+}
+
+static void server_on_end(void *arg, enum io_end why, int err)
+{
+	struct server *s = arg;
+	if (why == IO_END_EOF)
+		server_close(s, "server closed the connection");
+	else {
+		char buf[128];
+		snprintf(buf, sizeof(buf), "server connection failed: %s", strerror(err));
+		server_close(s, buf);
+	}
+}

@@ -1,0 +1,31 @@
+"""node-postgres (pg@8) through pgtide: runs `node --test tests/node/` with PGTIDE_URL set."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+import pgtide_harness as h
+
+NODE_DIR = os.path.join(h.REPO_ROOT, "tests", "node")
+
+
+@pytest.mark.deadline(120)
+def test_node_pg(pgtide, node_bin):
+    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "pg")):
+        pytest.skip("tests/node/node_modules is missing: run `npm ci` in tests/node")
+    p = pgtide.start({"default_pool_size": 10})
+    env = dict(os.environ, PGTIDE_URL=p.url())
+    try:
+        r = subprocess.run([node_bin, "--test", "--test-reporter=tap", NODE_DIR + "/"],
+                           cwd=h.REPO_ROOT, env=env, capture_output=True, text=True,
+                           timeout=100)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"node --test did not finish: {e.stdout}\n{e.stderr}\n{p.diagnostics()}")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, f"node tests failed:\n{out}\n{p.diagnostics()}"
+    passed = re.search(r"^# pass (\d+)", out, re.M)
+    skipped = re.search(r"^# skipped (\d+)", out, re.M)
+    assert passed and int(passed[1]) >= 6, out
+    assert not skipped or int(skipped[1]) == 0, out
