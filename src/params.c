@@ -139,6 +139,10 @@ void params_quote_value(struct pbuf *b, const char *value)
 
 size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql)
 {
+	/*
+	 * set_config() takes the value text exactly as a startup packet does: "SET search_path TO
+	 * 'a,b'" would make one schema named "a,b", set_config('search_path', 'a,b') two schemas.
+	 */
 	size_t n = 0;
 	for (size_t i = 0; i < client->n; i++) {
 		const struct param *c = &client->v[i];
@@ -147,13 +151,16 @@ size_t params_sync_sql(const struct params *client, const struct params *server,
 		const char *sv = params_get(server, c->name);
 		if (sv && strcmp(sv, c->value) == 0)
 			continue;
-		pbuf_put(sql, "SET ", 4);
-		params_quote_name(sql, c->name);
-		pbuf_put(sql, " TO ", 4);
+		pbuf_put(sql, n == 0 ? "SELECT " : ", ", n == 0 ? 7 : 2);
+		pbuf_put(sql, "pg_catalog.set_config(", 22);
+		params_quote_value(sql, c->name);
+		pbuf_put(sql, ", ", 2);
 		params_quote_value(sql, c->value);
-		pbuf_put(sql, ";", 1);
+		pbuf_put(sql, ", false)", 8);
 		n++;
 	}
+	if (n > 0)
+		pbuf_put(sql, ";", 1);
 	for (size_t i = 0; i < server->n; i++) {
 		const struct param *s = &server->v[i];
 		if (!s->set_by_us || params_find(client, s->name))

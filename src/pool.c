@@ -295,17 +295,57 @@ static int user_server_count(struct pt_ctx *ctx, const char *user)
 	return n;
 }
 
-/* True if one more server connection is within every limit. */
-static bool may_open_server(struct pool *p)
+/* Why a pool may not open one more server connection. */
+enum open_limit {
+	OPEN_OK = 0,
+	OPEN_POOL_FULL,  /* pool_size reached: wait for one of our own */
+	OPEN_DB_FULL,    /* max_db_connections reached across the database's pools */
+	OPEN_USER_FULL,  /* max_user_connections reached across the user's pools */
+};
+
+static enum open_limit open_limit(struct pool *p)
 {
 	if (pool_server_count(p) >= p->pool_size)
-		return false;
+		return OPEN_POOL_FULL;
 	if (p->max_db_connections > 0 &&
 	    db_server_count(p->ctx, p->db_name) >= p->max_db_connections)
-		return false;
+		return OPEN_DB_FULL;
 	if (p->max_user_connections > 0 &&
 	    user_server_count(p->ctx, p->user_name) >= p->max_user_connections)
+		return OPEN_USER_FULL;
+	return OPEN_OK;
+}
+
+static bool may_open_server(struct pool *p)
+{
+	return open_limit(p) == OPEN_OK;
+}
+
+/*
+ * A pool blocked by a database- or user-wide limit takes the slot of another pool's idle server
+ * (the one idle longest), as PgBouncer does: otherwise an idle server in one pool could keep a
+ * client of another waiting forever.
+ */
+static bool evict_idle_for(struct pool *p, enum open_limit why)
+{
+	struct server *victim = NULL;
+	struct pool *q;
+	TAILQ_FOREACH(q, &p->ctx->pools, link)
+	{
+		if (q == p)
+			continue;
+		if (why == OPEN_DB_FULL && strcmp(q->db_name, p->db_name) != 0)
+			continue;
+		if (why == OPEN_USER_FULL && strcmp(q->user_name, p->user_name) != 0)
+			continue;
+		struct server *s = TAILQ_LAST(&q->idle, server_list);
+		if (s && (!victim || s->idle_since < victim->idle_since))
+			victim = s;
+	}
+	if (!victim)
 		return false;
+	server_close(victim, why == OPEN_DB_FULL ? "evicted for another pool (max_db_connections)"
+						 : "evicted for another pool (max_user_connections)");
 	return true;
 }
 
@@ -320,7 +360,12 @@ static bool in_retry_wait(struct pool *p)
 static void open_servers(struct pool *p)
 {
 	int demand = p->n_waiting_clients + (p->n_login_wait > 0 ? 1 : 0);
-	while (p->n_connecting < demand && may_open_server(p) && !in_retry_wait(p)) {
+	while (p->n_connecting < demand && !in_retry_wait(p)) {
+		enum open_limit why = open_limit(p);
+		if (why == OPEN_POOL_FULL)
+			break;
+		if (why != OPEN_OK && !evict_idle_for(p, why))
+			break;
 		if (!server_connect(p))
 			break;
 	}
@@ -435,6 +480,17 @@ static void pool_do_kick(struct pool *p)
 			client_server_ready(c);
 	}
 	open_servers(p);
+	/* An idle server here may be what another pool of the same database or user waits for. */
+	if (p->n_idle > 0 && (p->max_db_connections > 0 || p->max_user_connections > 0)) {
+		struct pool *q;
+		TAILQ_FOREACH(q, &p->ctx->pools, link)
+		{
+			if (q != p && q->n_waiting_clients > 0 &&
+			    (strcmp(q->db_name, p->db_name) == 0 ||
+			     strcmp(q->user_name, p->user_name) == 0))
+				open_servers(q);
+		}
+	}
 }
 
 void pool_kick(struct pool *p)
@@ -490,6 +546,8 @@ void pool_janitor(struct pool *p, int64_t now)
 		if (!server_connect(p))
 			break;
 	}
+	if (p->n_waiting_clients > 0)
+		open_servers(p);
 	if (cfg->query_wait_timeout > 0) {
 		struct client *c, *cn;
 		for (c = TAILQ_FIRST(&p->waiting_clients); c; c = cn) {

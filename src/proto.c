@@ -181,15 +181,22 @@ void proto_parse_startup(uint8_t *p, uint32_t len, struct proto_startup *out)
 
 	switch (code) {
 	case PROTO_SSL_REQUEST_CODE:
-		out->kind = len == 8 ? PROTO_STARTUP_SSL : PROTO_STARTUP_INVALID;
+		if (len != 8)
+			return;
+		out->kind = PROTO_STARTUP_SSL;
+		out->error = NULL;
 		return;
 	case PROTO_GSSENC_REQUEST_CODE:
-		out->kind = len == 8 ? PROTO_STARTUP_GSSENC : PROTO_STARTUP_INVALID;
+		if (len != 8)
+			return;
+		out->kind = PROTO_STARTUP_GSSENC;
+		out->error = NULL;
 		return;
 	case PROTO_CANCEL_REQUEST_CODE:
 		if (len != 16)
 			return;
 		out->kind = PROTO_STARTUP_CANCEL;
+		out->error = NULL;
 		out->cancel_pid = proto_get_u32(p + 8);
 		out->cancel_key = proto_get_u32(p + 12);
 		return;
@@ -286,8 +293,13 @@ bool proto_parse_options(const char *options,
 			break;
 		words[nw++] = buf + o;
 		while (*s && !(*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
-			if (*s == '\\' && s[1])
+			/* As pg_split_opts: a backslash escapes the next character; a trailing one
+			 * escapes nothing and is dropped. */
+			if (*s == '\\') {
 				s++;
+				if (!*s)
+					break;
+			}
 			buf[o++] = *s++;
 		}
 		buf[o++] = 0;

@@ -392,6 +392,8 @@ void server_link(struct server *s, struct client *c)
 	s->got_fatal = false;
 	s->sync_failed = false;
 
+	if (log_debug_enabled())
+		SLOG(LOG_LEVEL_DEBUG, s, "linked to client c%llu", (unsigned long long)c->id);
 	struct pbuf sql = {0};
 	size_t n = params_sync_sql(&c->params, &s->params, &sql);
 	if (n > 0 && !sql.oom) {
@@ -410,6 +412,10 @@ void server_release(struct server *s, bool client_gone)
 	if (s->state == SERVER_CLOSED)
 		return;
 	bool mid_message = c && c->io.stream_left > 0 && c->io.stream_action == PUMP_FORWARD;
+	if (log_debug_enabled())
+		SLOG(LOG_LEVEL_DEBUG, s, "released by client c%llu (%s, status %c, %d replies pending)",
+		     c ? (unsigned long long)c->id : 0ull, client_gone ? "client gone" : "client done",
+		     s->txn_status ? s->txn_status : '?', s->rfq_pending);
 	if (c) {
 		io_flush_pending(&c->io);
 		s->client = NULL;

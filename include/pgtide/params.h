@@ -42,9 +42,11 @@ bool params_is_reported(const char *name);
 bool params_is_server_fact(const char *name);
 
 /*
- * Appends to sql one statement per difference ("SET name TO E'value';" or "RESET name;") that
- * makes a server whose parameters are `server` match a client that wants `client`. Returns the
- * number of statements (0: nothing to do).
+ * Appends to sql the statements that make a server whose parameters are `server` match a client
+ * that wants `client`: one "SELECT pg_catalog.set_config(E'name', E'value', false), ...;" for
+ * the values to set (set_config reads the value as a startup packet would) and "RESET name;"
+ * for values pgtide set earlier that the client does not want. Returns the number of changes
+ * (0: nothing to do).
  */
 size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql);
 

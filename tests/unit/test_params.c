@@ -1,0 +1,497 @@
+/* Table-driven tests for params.c: the table, reported/server-fact lists, quoting, sync SQL. */
+#include "pgtide/params.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unit.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_KV       8
+
+/* One parameter of a table in a test row; a NULL name ends the list. */
+struct kv {
+	const char *name;
+	const char *value;
+	bool set_by_us;
+};
+
+static void load(struct params *p, const struct kv *kv)
+{
+	for (size_t i = 0; i < MAX_KV && kv[i].name; i++) {
+		CHECK(params_set(p, kv[i].name, kv[i].value), "load %s", kv[i].name);
+		struct param *x = params_find(p, kv[i].name);
+		if (x)
+			x->set_by_us = kv[i].set_by_us;
+	}
+}
+
+/* True if p holds exactly kv, in order, names and flags included. */
+static bool same(const struct params *p, const struct kv *kv, char *why, size_t cap)
+{
+	size_t n = 0;
+
+	while (n < MAX_KV && kv[n].name)
+		n++;
+	if (p->n != n) {
+		snprintf(why, cap, "%zu parameters, want %zu", p->n, n);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct param *x = &p->v[i];
+		if (strcmp(x->name, kv[i].name) != 0 || strcmp(x->value, kv[i].value) != 0 ||
+		    x->set_by_us != kv[i].set_by_us) {
+			snprintf(why, cap, "#%zu is %s=%s%s, want %s=%s%s", i, x->name, x->value,
+			         x->set_by_us ? " (ours)" : "", kv[i].name, kv[i].value,
+			         kv[i].set_by_us ? " (ours)" : "");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The buffer's bytes as a NUL-terminated string in out. */
+static const char *text(const struct pbuf *b, char *out, size_t cap)
+{
+	size_t n = b->len < cap - 1 ? b->len : cap - 1;
+
+	if (n)
+		memcpy(out, b->data, n);
+	out[n] = 0;
+	return out;
+}
+
+/* ---- the table ---- */
+
+static void test_set_get(void)
+{
+	const struct {
+		const char *name;
+		struct kv set[MAX_KV]; /* applied in order with params_set */
+		const char *get;
+		const char *want;   /* params_get(get); NULL: absent */
+		const char *stored; /* the stored name (as first seen) */
+		size_t n;           /* entries afterwards */
+	} cases[] = {
+	        {"exact name", {{"TimeZone", "UTC"}}, "TimeZone", "UTC", "TimeZone", 1},
+	        {"set DateStyle, get datestyle", {{"DateStyle", "ISO, MDY"}}, "datestyle",
+	         "ISO, MDY", "DateStyle", 1},
+	        {"set datestyle, get DATESTYLE", {{"datestyle", "ISO"}}, "DATESTYLE", "ISO",
+	         "datestyle", 1},
+	        {"absent", {{"TimeZone", "UTC"}}, "DateStyle", NULL, NULL, 1},
+	        {"prefix is not a match", {{"TimeZone", "UTC"}}, "Time", NULL, NULL, 1},
+	        {"empty table", {{NULL}}, "TimeZone", NULL, NULL, 0},
+	        {"replace value", {{"TimeZone", "UTC"}, {"TimeZone", "Europe/Paris"}}, "timezone",
+	         "Europe/Paris", "TimeZone", 1},
+	        {"replace through another case keeps the first name",
+	         {{"DateStyle", "ISO"}, {"DATESTYLE", "German"}},
+	         "datestyle",
+	         "German",
+	         "DateStyle",
+	         1},
+	        {"replace with the same value", {{"a", "1"}, {"A", "1"}}, "a", "1", "a", 1},
+	        {"empty value is a value", {{"application_name", ""}}, "application_name", "", "application_name", 1},
+	        {"several", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, "B", "2", "b", 3},
+	        {"values are case-sensitive", {{"a", "X"}, {"a", "x"}}, "a", "x", "a", 1},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct params p = {0};
+
+		for (size_t k = 0; k < MAX_KV && cases[i].set[k].name; k++)
+			CHECK(params_set(&p, cases[i].set[k].name, cases[i].set[k].value),
+			      "set/get %s: set #%zu", cases[i].name, k);
+		CHECK_STR(params_get(&p, cases[i].get), cases[i].want, "set/get %s: get %s",
+		          cases[i].name, cases[i].get);
+		struct param *x = params_find(&p, cases[i].get);
+		CHECK(cases[i].stored ? x != NULL : x == NULL, "set/get %s: find", cases[i].name);
+		if (x && cases[i].stored)
+			CHECK_STR(x->name, cases[i].stored, "set/get %s: stored name \"%s\"",
+			          cases[i].name, x->name);
+		CHECK(p.n == cases[i].n, "set/get %s: %zu entries, want %zu", cases[i].name, p.n,
+		      cases[i].n);
+		params_free(&p);
+	}
+}
+
+static void test_set_keeps_flag(void)
+{
+	struct params p = {0};
+
+	params_set(&p, "work_mem", "4MB");
+	params_find(&p, "work_mem")->set_by_us = true;
+	params_set(&p, "WORK_MEM", "8MB");
+	CHECK(params_find(&p, "work_mem")->set_by_us,
+	      "set keeps set_by_us: replacing a value does not clear the flag");
+	CHECK_STR(params_get(&p, "work_mem"), "8MB", "set keeps set_by_us: value replaced");
+	params_free(&p);
+}
+
+static void test_grow(void)
+{
+	const size_t counts[] = {15, 16, 17, 33, 100};
+
+	for (size_t i = 0; i < ARRAY_LEN(counts); i++) {
+		struct params p = {0};
+		char name[32], value[32];
+		bool all = true;
+
+		for (size_t k = 0; k < counts[i]; k++) {
+			snprintf(name, sizeof(name), "Param_%zu", k);
+			snprintf(value, sizeof(value), "v%zu", k);
+			all = params_set(&p, name, value) && all;
+		}
+		CHECK(all && p.n == counts[i], "grow %zu: %zu entries", counts[i], p.n);
+		for (size_t k = 0; k < counts[i]; k++) {
+			snprintf(name, sizeof(name), "PARAM_%zu", k);
+			snprintf(value, sizeof(value), "v%zu", k);
+			const char *got = params_get(&p, name);
+			if (!got || strcmp(got, value) != 0) {
+				CHECK(false, "grow %zu: %s is %s", counts[i], name, got ? got : "(absent)");
+				break;
+			}
+		}
+		params_free(&p);
+	}
+}
+
+static void test_remove(void)
+{
+	const struct {
+		const char *name;
+		struct kv before[MAX_KV];
+		const char *remove[4];
+		struct kv after[MAX_KV];
+	} cases[] = {
+	        {"middle, other case",
+	         {{"a", "1"}, {"b", "2"}, {"c", "3"}},
+	         {"B"},
+	         {{"a", "1"}, {"c", "3"}}},
+	        {"first", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, {"a"}, {{"b", "2"}, {"c", "3"}}},
+	        {"last", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, {"c"}, {{"a", "1"}, {"b", "2"}}},
+	        {"absent is a no-op", {{"a", "1"}}, {"zz"}, {{"a", "1"}}},
+	        {"from an empty table", {{NULL}}, {"a"}, {{NULL}}},
+	        {"all of them", {{"a", "1"}, {"b", "2"}}, {"b", "a"}, {{NULL}}},
+	        {"twice", {{"a", "1"}, {"b", "2"}}, {"a", "a"}, {{"b", "2"}}},
+	        {"keeps flags of the rest",
+	         {{"a", "1", true}, {"b", "2"}, {"c", "3", true}},
+	         {"b"},
+	         {{"a", "1", true}, {"c", "3", true}}},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct params p = {0};
+		char why[200];
+
+		load(&p, cases[i].before);
+		for (size_t k = 0; k < 4 && cases[i].remove[k]; k++)
+			params_remove(&p, cases[i].remove[k]);
+		CHECK(same(&p, cases[i].after, why, sizeof(why)), "remove %s: %s", cases[i].name,
+		      why);
+		/* The table still works after removals. */
+		CHECK(params_set(&p, "new", "x") && p.v[p.n - 1].value &&
+		              strcmp(params_get(&p, "new"), "x") == 0,
+		      "remove %s: set afterwards", cases[i].name);
+		params_free(&p);
+	}
+}
+
+static void test_copy(void)
+{
+	const struct {
+		const char *name;
+		struct kv dst[MAX_KV];
+		struct kv src[MAX_KV];
+		struct kv want[MAX_KV];
+	} cases[] = {
+	        {"into an empty table",
+	         {{NULL}},
+	         {{"TimeZone", "UTC"}, {"DateStyle", "ISO"}},
+	         {{"TimeZone", "UTC"}, {"DateStyle", "ISO"}}},
+	        {"from an empty table", {{"a", "1"}}, {{NULL}}, {{"a", "1"}}},
+	        /* client_login_complete: the server's defaults, then what the client asked for */
+	        {"overrides and appends",
+	         {{"TimeZone", "GMT"}, {"DateStyle", "ISO"}},
+	         {{"timezone", "UTC"}, {"search_path", "app"}},
+	         {{"TimeZone", "UTC"}, {"DateStyle", "ISO"}, {"search_path", "app"}}},
+	        {"set_by_us is not copied", {{NULL}}, {{"work_mem", "8MB", true}},
+	         {{"work_mem", "8MB", false}}},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct params dst = {0}, src = {0};
+		char why[200];
+
+		load(&dst, cases[i].dst);
+		load(&src, cases[i].src);
+		CHECK(params_copy(&dst, &src), "copy %s: ok", cases[i].name);
+		CHECK(same(&dst, cases[i].want, why, sizeof(why)), "copy %s: %s", cases[i].name, why);
+		CHECK(same(&src, cases[i].src, why, sizeof(why)), "copy %s: source changed: %s",
+		      cases[i].name, why);
+		/* The copy owns its strings: freeing the source leaves it intact. */
+		params_free(&src);
+		CHECK(same(&dst, cases[i].want, why, sizeof(why)), "copy %s: after freeing the source: %s",
+		      cases[i].name, why);
+		params_free(&dst);
+	}
+}
+
+static void test_free(void)
+{
+	struct params p = {0};
+
+	params_free(&p);
+	CHECK(p.v == NULL && p.n == 0 && p.cap == 0, "free: an empty table");
+	params_set(&p, "a", "1");
+	params_set(&p, "b", "2");
+	params_free(&p);
+	CHECK(p.v == NULL && p.n == 0 && p.cap == 0, "free: zeroes the table");
+	CHECK(params_get(&p, "a") == NULL, "free: nothing left to find");
+	CHECK(params_set(&p, "c", "3") && p.n == 1, "free: usable again");
+	params_free(&p);
+}
+
+/* ---- reported parameters ---- */
+
+static void test_lists(void)
+{
+	const struct {
+		const char *name;
+		bool reported;
+		bool fact;
+	} cases[] = {
+	        {"application_name", true, false},
+	        {"client_encoding", true, false},
+	        {"DateStyle", true, false},
+	        {"datestyle", true, false},
+	        {"default_transaction_read_only", true, false},
+	        {"in_hot_standby", true, true},
+	        {"integer_datetimes", true, true},
+	        {"IntervalStyle", true, false},
+	        {"intervalstyle", true, false},
+	        {"is_superuser", true, true},
+	        {"server_encoding", true, true},
+	        {"server_version", true, true},
+	        {"SERVER_VERSION", true, true},
+	        {"session_authorization", true, true},
+	        {"standard_conforming_strings", true, false},
+	        {"TimeZone", true, false},
+	        {"timezone", true, false},
+	        {"search_path", false, false},
+	        {"work_mem", false, false},
+	        {"statement_timeout", false, false},
+	        {"server_version_num", false, false},
+	        {"TimeZon", false, false},
+	        {"TimeZoneX", false, false},
+	        {"", false, false},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		CHECK(params_is_reported(cases[i].name) == cases[i].reported,
+		      "is_reported \"%s\": want %d", cases[i].name, cases[i].reported);
+		CHECK(params_is_server_fact(cases[i].name) == cases[i].fact,
+		      "is_server_fact \"%s\": want %d", cases[i].name, cases[i].fact);
+	}
+}
+
+/* ---- quoting ---- */
+
+static void test_quote(void)
+{
+	const struct {
+		const char *name;
+		bool value; /* params_quote_value, else params_quote_name */
+		const char *in;
+		const char *want;
+	} cases[] = {
+	        {"name", false, "a", "\"a\""},
+	        {"mixed-case name", false, "TimeZone", "\"TimeZone\""},
+	        {"dotted name", false, "a.b", "\"a\".\"b\""},
+	        {"two dots", false, "x.y.z", "\"x\".\"y\".\"z\""},
+	        {"embedded quote doubled", false, "a\"b", "\"a\"\"b\""},
+	        {"dotted with quote", false, "my\"ext.opt", "\"my\"\"ext\".\"opt\""},
+	        {"empty name", false, "", "\"\""},
+	        {"value", true, "UTC", "E'UTC'"},
+	        {"empty value", true, "", "E''"},
+	        {"quote doubled", true, "it's", "E'it''s'"},
+	        {"backslash doubled", true, "a\\b", "E'a\\\\b'"},
+	        {"backslash then quote", true, "\\'", "E'\\\\'''"},
+	        {"double quotes untouched", true, "\"$user\", public", "E'\"$user\", public'"},
+	        {"injection attempt", true, "x'; DROP TABLE t; --", "E'x''; DROP TABLE t; --'"},
+	        {"UTF-8 untouched", true, "caf\xC3\xA9", "E'caf\xC3\xA9'"},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct pbuf b = {0};
+		char got[128];
+
+		pbuf_put(&b, "x", 1); /* quoting appends */
+		if (cases[i].value)
+			params_quote_value(&b, cases[i].in);
+		else
+			params_quote_name(&b, cases[i].in);
+		CHECK(b.len > 0 && b.data[0] == 'x', "quote %s: appends", cases[i].name);
+		CHECK(strcmp(text(&b, got, sizeof(got)) + 1, cases[i].want) == 0,
+		      "quote %s: got %s, want %s", cases[i].name, got + 1, cases[i].want);
+		pbuf_free(&b);
+	}
+}
+
+/* ---- syncing a server to a client ---- */
+
+static void test_sync_sql(void)
+{
+	const struct {
+		const char *name;
+		struct kv client[MAX_KV];
+		struct kv server[MAX_KV];
+		size_t n;
+		const char *sql;
+	} cases[] = {
+	        {"identical", {{"TimeZone", "UTC"}, {"DateStyle", "ISO, MDY"}},
+	         {{"DateStyle", "ISO, MDY"}, {"TimeZone", "UTC"}}, 0, ""},
+	        {"both empty", {{NULL}}, {{NULL}}, 0, ""},
+	        {"names differ only in case", {{"timezone", "UTC"}}, {{"TimeZone", "UTC"}}, 0, ""},
+	        {"client differs", {{"TimeZone", "UTC"}}, {{"TimeZone", "Europe/Paris"}}, 1,
+	         "SET \"TimeZone\" TO E'UTC';"},
+	        {"values compare case-sensitively", {{"TimeZone", "utc"}}, {{"TimeZone", "UTC"}}, 1,
+	         "SET \"TimeZone\" TO E'utc';"},
+	        {"absent on the server", {{"search_path", "app"}}, {{NULL}}, 1,
+	         "SET \"search_path\" TO E'app';"},
+	        {"server fact differing is ignored",
+	         {{"server_version", "15.4"}, {"TimeZone", "UTC"}, {"is_superuser", "on"}},
+	         {{"server_version", "16.1"}, {"TimeZone", "UTC"}, {"is_superuser", "off"}},
+	         0,
+	         ""},
+	        {"server has a set_by_us param the client lacks", {{NULL}},
+	         {{"search_path", "app", true}}, 1, "RESET \"search_path\";"},
+	        {"server param the client lacks but pgtide did not set", {{NULL}},
+	         {{"application_name", "old"}}, 0, ""},
+	        {"set_by_us param the client wants the same", {{"work_mem", "8MB"}},
+	         {{"work_mem", "8MB", true}}, 0, ""},
+	        {"set_by_us param the client wants differently", {{"work_mem", "16MB"}},
+	         {{"work_mem", "8MB", true}}, 1, "SET \"work_mem\" TO E'16MB';"},
+	        {"quoted value", {{"search_path", "\"$user\", it's"}}, {{NULL}}, 1,
+	         "SET \"search_path\" TO E'\"$user\", it''s';"},
+	        {"dotted name", {{"myapp.tenant", "42"}}, {{NULL}}, 1,
+	         "SET \"myapp\".\"tenant\" TO E'42';"},
+	        {"several at once: SETs in client order, then RESETs in server order",
+	         {{"TimeZone", "UTC"},
+	          {"DateStyle", "ISO"},
+	          {"application_name", "app"},
+	          {"work_mem", "64MB"},
+	          {"server_version", "15"}},
+	         {{"statement_timeout", "5s", true},
+	          {"TimeZone", "GMT"},
+	          {"DateStyle", "ISO"},
+	          {"application_name", ""},
+	          {"work_mem", "4MB", true},
+	          {"lock_timeout", "1s", true},
+	          {"server_version", "16"}},
+	         5,
+	         "SET \"TimeZone\" TO E'UTC';"
+	         "SET \"application_name\" TO E'app';"
+	         "SET \"work_mem\" TO E'64MB';"
+	         "RESET \"statement_timeout\";"
+	         "RESET \"lock_timeout\";"},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct params client = {0}, server = {0};
+		struct pbuf sql = {0};
+		char got[512];
+
+		load(&client, cases[i].client);
+		load(&server, cases[i].server);
+		size_t n = params_sync_sql(&client, &server, &sql);
+		CHECK(n == cases[i].n, "sync_sql %s: %zu statements, want %zu", cases[i].name, n,
+		      cases[i].n);
+		CHECK(strcmp(text(&sql, got, sizeof(got)), cases[i].sql) == 0,
+		      "sync_sql %s:\n  got  \"%s\"\n  want \"%s\"", cases[i].name, got, cases[i].sql);
+		pbuf_free(&sql);
+		params_free(&client);
+		params_free(&server);
+	}
+}
+
+static void test_sync_done(void)
+{
+	const struct {
+		const char *name;
+		struct kv client[MAX_KV];
+		struct kv server[MAX_KV];
+		struct kv after[MAX_KV]; /* the server's table afterwards, in order */
+		size_t resync;           /* params_sync_sql(client, server) afterwards */
+	} cases[] = {
+	        {"records non-reported client params as ours",
+	         {{"search_path", "app"}, {"work_mem", "8MB"}},
+	         {{NULL}},
+	         {{"search_path", "app", true}, {"work_mem", "8MB", true}},
+	         0},
+	        {"leaves reported ones to ParameterStatus",
+	         {{"TimeZone", "UTC"}, {"application_name", "app"}},
+	         {{"TimeZone", "GMT"}},
+	         {{"TimeZone", "GMT"}},
+	         2},
+	        {"server facts are reported too", {{"server_version", "15"}},
+	         {{"server_version", "16"}}, {{"server_version", "16"}}, 0},
+	        {"removes ours the client does not want", {{"TimeZone", "UTC"}},
+	         {{"work_mem", "64MB", true}, {"TimeZone", "UTC"}}, {{"TimeZone", "UTC"}}, 0},
+	        {"removes several in a row",
+	         {{NULL}},
+	         {{"a", "1", true}, {"b", "2", true}, {"TimeZone", "UTC"}, {"c", "3", true}},
+	         {{"TimeZone", "UTC"}},
+	         0},
+	        {"keeps a non-reported param pgtide did not set", {{NULL}},
+	         {{"work_mem", "4MB", false}}, {{"work_mem", "4MB", false}}, 0},
+	        {"updates ours to the client's value", {{"work_mem", "8MB"}},
+	         {{"work_mem", "64MB", true}}, {{"work_mem", "8MB", true}}, 0},
+	        {"claims an existing param the client set", {{"work_mem", "4MB"}},
+	         {{"work_mem", "4MB", false}}, {{"work_mem", "4MB", true}}, 0},
+	        {"case-insensitive, the server keeps its spelling", {{"Work_Mem", "8MB"}},
+	         {{"work_mem", "4MB", true}}, {{"work_mem", "8MB", true}}, 0},
+	        {"all at once",
+	         {{"TimeZone", "UTC"}, {"search_path", "app"}, {"lock_timeout", "2s"}},
+	         {{"statement_timeout", "5s", true},
+	          {"TimeZone", "UTC"},
+	          {"lock_timeout", "1s", true},
+	          {"work_mem", "8MB", true}},
+	         {{"TimeZone", "UTC"}, {"lock_timeout", "2s", true}, {"search_path", "app", true}},
+	         0},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct params client = {0}, server = {0};
+		struct pbuf sql = {0};
+		char why[200];
+
+		load(&client, cases[i].client);
+		load(&server, cases[i].server);
+		params_sync_done(&client, &server);
+		CHECK(same(&server, cases[i].after, why, sizeof(why)), "sync_done %s: %s",
+		      cases[i].name, why);
+		size_t n = params_sync_sql(&client, &server, &sql);
+		CHECK(n == cases[i].resync, "sync_done %s: %zu statements still to run, want %zu",
+		      cases[i].name, n, cases[i].resync);
+		pbuf_free(&sql);
+		params_free(&client);
+		params_free(&server);
+	}
+}
+
+int main(void)
+{
+	test_set_get();
+	test_set_keeps_flag();
+	test_grow();
+	test_remove();
+	test_copy();
+	test_free();
+	test_lists();
+	test_quote();
+	test_sync_sql();
+	test_sync_done();
+	UNIT_DONE();
+}
