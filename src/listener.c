@@ -38,6 +38,24 @@ static void tune_tcp(struct pt_ctx *ctx, int fd)
 	}
 }
 
+static void refuse_with_reserve(struct pt_ctx *ctx, int lfd)
+{
+	if (ctx->reserve_fd < 0)
+		return;
+	close(ctx->reserve_fd);
+	ctx->reserve_fd = -1;
+	int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (cfd >= 0) {
+		struct pbuf b = {0};
+		proto_build_error(&b, "FATAL", "53300", "sorry, too many clients already", NULL, NULL);
+		if (!b.oom)
+			(void)send(cfd, b.data, b.len, MSG_NOSIGNAL);
+		pbuf_free(&b);
+		close(cfd);
+	}
+	ctx->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
@@ -52,13 +70,17 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			    errno == ECONNABORTED)
 				return;
 			if (errno == EMFILE || errno == ENFILE) {
-				/* Out of descriptors: leave the connection queued; log rarely. */
-				static const int64_t every = 5 * 1000000;
-				static int64_t last;
+				/*
+				 * Out of descriptors. The listening socket stays readable, so leaving the
+				 * connection queued would spin the loop: spend the reserve descriptor to
+				 * accept it, tell it 53300 as PostgreSQL does, close it, take the reserve
+				 * back.
+				 */
+				refuse_with_reserve(ctx, fd);
 				int64_t now = pt_now();
-				if (now - last > every) {
+				if (now - ctx->last_accept_error_log > 5 * 1000000) {
 					log_warn("accept: %s (raise the open-files limit)", strerror(errno));
-					last = now;
+					ctx->last_accept_error_log = now;
 				}
 				return;
 			}

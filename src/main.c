@@ -478,12 +478,15 @@ static void free_ctx(struct pt_ctx *ctx)
 	auth_userlist_free(&ctx->users);
 	if (ctx->base)
 		event_base_free(ctx->base);
+	if (ctx->reserve_fd >= 0)
+		close(ctx->reserve_fd);
 }
 
 int main(int argc, char **argv)
 {
 	struct pt_ctx ctx;
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.reserve_fd = -1;
 	static const struct option longopts[] = {
 		{"daemon", no_argument, NULL, 'd'},
 		{"verbose", no_argument, NULL, 'v'},
@@ -546,6 +549,7 @@ int main(int argc, char **argv)
 		free_ctx(&ctx);
 		return 1;
 	}
+	ctx.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (!listener_open_all(&ctx)) {
 		free_ctx(&ctx);
 		return 1;

@@ -359,6 +359,8 @@ static bool in_retry_wait(struct pool *p)
 /* Opens servers for clients that need one, within the limits. */
 static void open_servers(struct pool *p)
 {
+	if (p->ctx->phase == PT_SHUTDOWN_NOW)
+		return;
 	int demand = p->n_waiting_clients + (p->n_login_wait > 0 ? 1 : 0);
 	while (p->n_connecting < demand && !in_retry_wait(p)) {
 		enum open_limit why = open_limit(p);
@@ -541,7 +543,7 @@ void pool_janitor(struct pool *p, int64_t now)
 		}
 	}
 	/* Keep min_pool_size servers warm (only once the pool has been used). */
-	while (pool_server_count(p) < p->min_pool_size && may_open_server(p) && !in_retry_wait(p) &&
+	while (p->ctx->phase == PT_RUNNING && pool_server_count(p) < p->min_pool_size && may_open_server(p) && !in_retry_wait(p) &&
 	       p->have_welcome) {
 		if (!server_connect(p))
 			break;

@@ -74,6 +74,8 @@ struct pt_ctx {
 	struct iobuf_pool bufs;
 	struct pbuf scratch;        /* for building pgtide's own messages; reset before each use */
 	uint64_t next_conn_id;
+	int64_t last_accept_error_log; /* rate limit for "out of descriptors" warnings */
+	int reserve_fd;             /* held open so that at EMFILE a client can still be refused */
 	int64_t now;                /* monotonic usec, refreshed per loop callback where needed */
 };
 

@@ -10,6 +10,18 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_KV       8
+#define P(n, v)                                                                                    \
+	{                                                                                          \
+		(n), (v), false                                                                    \
+	} /* a parameter */
+#define OURS(n, v)                                                                                 \
+	{                                                                                          \
+		(n), (v), true                                                                     \
+	} /* a parameter pgtide SET on the server */
+#define END                                                                                        \
+	{                                                                                          \
+		NULL, NULL, false                                                                  \
+	}
 
 /* One parameter of a table in a test row; a NULL name ends the list. */
 struct kv {
@@ -75,26 +87,43 @@ static void test_set_get(void)
 		const char *stored; /* the stored name (as first seen) */
 		size_t n;           /* entries afterwards */
 	} cases[] = {
-	        {"exact name", {{"TimeZone", "UTC"}}, "TimeZone", "UTC", "TimeZone", 1},
-	        {"set DateStyle, get datestyle", {{"DateStyle", "ISO, MDY"}}, "datestyle",
-	         "ISO, MDY", "DateStyle", 1},
-	        {"set datestyle, get DATESTYLE", {{"datestyle", "ISO"}}, "DATESTYLE", "ISO",
-	         "datestyle", 1},
-	        {"absent", {{"TimeZone", "UTC"}}, "DateStyle", NULL, NULL, 1},
-	        {"prefix is not a match", {{"TimeZone", "UTC"}}, "Time", NULL, NULL, 1},
-	        {"empty table", {{NULL}}, "TimeZone", NULL, NULL, 0},
-	        {"replace value", {{"TimeZone", "UTC"}, {"TimeZone", "Europe/Paris"}}, "timezone",
-	         "Europe/Paris", "TimeZone", 1},
+	        {"exact name", {P("TimeZone", "UTC")}, "TimeZone", "UTC", "TimeZone", 1},
+	        {"set DateStyle, get datestyle",
+	         {P("DateStyle", "ISO, MDY")},
+	         "datestyle",
+	         "ISO, MDY",
+	         "DateStyle",
+	         1},
+	        {"set datestyle, get DATESTYLE",
+	         {P("datestyle", "ISO")},
+	         "DATESTYLE",
+	         "ISO",
+	         "datestyle",
+	         1},
+	        {"absent", {P("TimeZone", "UTC")}, "DateStyle", NULL, NULL, 1},
+	        {"prefix is not a match", {P("TimeZone", "UTC")}, "Time", NULL, NULL, 1},
+	        {"empty table", {END}, "TimeZone", NULL, NULL, 0},
+	        {"replace value",
+	         {P("TimeZone", "UTC"), P("TimeZone", "Europe/Paris")},
+	         "timezone",
+	         "Europe/Paris",
+	         "TimeZone",
+	         1},
 	        {"replace through another case keeps the first name",
-	         {{"DateStyle", "ISO"}, {"DATESTYLE", "German"}},
+	         {P("DateStyle", "ISO"), P("DATESTYLE", "German")},
 	         "datestyle",
 	         "German",
 	         "DateStyle",
 	         1},
-	        {"replace with the same value", {{"a", "1"}, {"A", "1"}}, "a", "1", "a", 1},
-	        {"empty value is a value", {{"application_name", ""}}, "application_name", "", "application_name", 1},
-	        {"several", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, "B", "2", "b", 3},
-	        {"values are case-sensitive", {{"a", "X"}, {"a", "x"}}, "a", "x", "a", 1},
+	        {"replace with the same value", {P("a", "1"), P("A", "1")}, "a", "1", "a", 1},
+	        {"empty value is a value",
+	         {P("application_name", "")},
+	         "application_name",
+	         "",
+	         "application_name",
+	         1},
+	        {"several", {P("a", "1"), P("b", "2"), P("c", "3")}, "B", "2", "b", 3},
+	        {"values are case-sensitive", {P("a", "X"), P("a", "x")}, "a", "x", "a", 1},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -149,7 +178,8 @@ static void test_grow(void)
 			snprintf(value, sizeof(value), "v%zu", k);
 			const char *got = params_get(&p, name);
 			if (!got || strcmp(got, value) != 0) {
-				CHECK(false, "grow %zu: %s is %s", counts[i], name, got ? got : "(absent)");
+				CHECK(false, "grow %zu: %s is %s", counts[i], name,
+				      got ? got : "(absent)");
 				break;
 			}
 		}
@@ -166,19 +196,25 @@ static void test_remove(void)
 		struct kv after[MAX_KV];
 	} cases[] = {
 	        {"middle, other case",
-	         {{"a", "1"}, {"b", "2"}, {"c", "3"}},
+	         {P("a", "1"), P("b", "2"), P("c", "3")},
 	         {"B"},
-	         {{"a", "1"}, {"c", "3"}}},
-	        {"first", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, {"a"}, {{"b", "2"}, {"c", "3"}}},
-	        {"last", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, {"c"}, {{"a", "1"}, {"b", "2"}}},
-	        {"absent is a no-op", {{"a", "1"}}, {"zz"}, {{"a", "1"}}},
-	        {"from an empty table", {{NULL}}, {"a"}, {{NULL}}},
-	        {"all of them", {{"a", "1"}, {"b", "2"}}, {"b", "a"}, {{NULL}}},
-	        {"twice", {{"a", "1"}, {"b", "2"}}, {"a", "a"}, {{"b", "2"}}},
+	         {P("a", "1"), P("c", "3")}},
+	        {"first",
+	         {P("a", "1"), P("b", "2"), P("c", "3")},
+	         {"a"},
+	         {P("b", "2"), P("c", "3")}},
+	        {"last",
+	         {P("a", "1"), P("b", "2"), P("c", "3")},
+	         {"c"},
+	         {P("a", "1"), P("b", "2")}},
+	        {"absent is a no-op", {P("a", "1")}, {"zz"}, {P("a", "1")}},
+	        {"from an empty table", {END}, {"a"}, {END}},
+	        {"all of them", {P("a", "1"), P("b", "2")}, {"b", "a"}, {END}},
+	        {"twice", {P("a", "1"), P("b", "2")}, {"a", "a"}, {P("b", "2")}},
 	        {"keeps flags of the rest",
-	         {{"a", "1", true}, {"b", "2"}, {"c", "3", true}},
+	         {OURS("a", "1"), P("b", "2"), OURS("c", "3")},
 	         {"b"},
-	         {{"a", "1", true}, {"c", "3", true}}},
+	         {OURS("a", "1"), OURS("c", "3")}},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -207,17 +243,19 @@ static void test_copy(void)
 		struct kv want[MAX_KV];
 	} cases[] = {
 	        {"into an empty table",
-	         {{NULL}},
-	         {{"TimeZone", "UTC"}, {"DateStyle", "ISO"}},
-	         {{"TimeZone", "UTC"}, {"DateStyle", "ISO"}}},
-	        {"from an empty table", {{"a", "1"}}, {{NULL}}, {{"a", "1"}}},
+	         {END},
+	         {P("TimeZone", "UTC"), P("DateStyle", "ISO")},
+	         {P("TimeZone", "UTC"), P("DateStyle", "ISO")}},
+	        {"from an empty table", {P("a", "1")}, {END}, {P("a", "1")}},
 	        /* client_login_complete: the server's defaults, then what the client asked for */
 	        {"overrides and appends",
-	         {{"TimeZone", "GMT"}, {"DateStyle", "ISO"}},
-	         {{"timezone", "UTC"}, {"search_path", "app"}},
-	         {{"TimeZone", "UTC"}, {"DateStyle", "ISO"}, {"search_path", "app"}}},
-	        {"set_by_us is not copied", {{NULL}}, {{"work_mem", "8MB", true}},
-	         {{"work_mem", "8MB", false}}},
+	         {P("TimeZone", "GMT"), P("DateStyle", "ISO")},
+	         {P("timezone", "UTC"), P("search_path", "app")},
+	         {P("TimeZone", "UTC"), P("DateStyle", "ISO"), P("search_path", "app")}},
+	        {"set_by_us is not copied",
+	         {END},
+	         {OURS("work_mem", "8MB")},
+	         {P("work_mem", "8MB")}},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -227,13 +265,14 @@ static void test_copy(void)
 		load(&dst, cases[i].dst);
 		load(&src, cases[i].src);
 		CHECK(params_copy(&dst, &src), "copy %s: ok", cases[i].name);
-		CHECK(same(&dst, cases[i].want, why, sizeof(why)), "copy %s: %s", cases[i].name, why);
+		CHECK(same(&dst, cases[i].want, why, sizeof(why)), "copy %s: %s", cases[i].name,
+		      why);
 		CHECK(same(&src, cases[i].src, why, sizeof(why)), "copy %s: source changed: %s",
 		      cases[i].name, why);
 		/* The copy owns its strings: freeing the source leaves it intact. */
 		params_free(&src);
-		CHECK(same(&dst, cases[i].want, why, sizeof(why)), "copy %s: after freeing the source: %s",
-		      cases[i].name, why);
+		CHECK(same(&dst, cases[i].want, why, sizeof(why)),
+		      "copy %s: after freeing the source: %s", cases[i].name, why);
 		params_free(&dst);
 	}
 }
@@ -341,59 +380,105 @@ static void test_quote(void)
 
 /* ---- syncing a server to a client ---- */
 
+/* One set_config() call of the sync SQL. */
+#define SETCFG(n, v) "pg_catalog.set_config(E'" n "', E'" v "', false)"
+
 static void test_sync_sql(void)
 {
 	const struct {
 		const char *name;
 		struct kv client[MAX_KV];
 		struct kv server[MAX_KV];
-		size_t n;
+		size_t n; /* changes */
 		const char *sql;
 	} cases[] = {
-	        {"identical", {{"TimeZone", "UTC"}, {"DateStyle", "ISO, MDY"}},
-	         {{"DateStyle", "ISO, MDY"}, {"TimeZone", "UTC"}}, 0, ""},
-	        {"both empty", {{NULL}}, {{NULL}}, 0, ""},
-	        {"names differ only in case", {{"timezone", "UTC"}}, {{"TimeZone", "UTC"}}, 0, ""},
-	        {"client differs", {{"TimeZone", "UTC"}}, {{"TimeZone", "Europe/Paris"}}, 1,
-	         "SET \"TimeZone\" TO E'UTC';"},
-	        {"values compare case-sensitively", {{"TimeZone", "utc"}}, {{"TimeZone", "UTC"}}, 1,
-	         "SET \"TimeZone\" TO E'utc';"},
-	        {"absent on the server", {{"search_path", "app"}}, {{NULL}}, 1,
-	         "SET \"search_path\" TO E'app';"},
-	        {"server fact differing is ignored",
-	         {{"server_version", "15.4"}, {"TimeZone", "UTC"}, {"is_superuser", "on"}},
-	         {{"server_version", "16.1"}, {"TimeZone", "UTC"}, {"is_superuser", "off"}},
+	        {"identical",
+	         {P("TimeZone", "UTC"), P("DateStyle", "ISO, MDY")},
+	         {P("DateStyle", "ISO, MDY"), P("TimeZone", "UTC")},
 	         0,
 	         ""},
-	        {"server has a set_by_us param the client lacks", {{NULL}},
-	         {{"search_path", "app", true}}, 1, "RESET \"search_path\";"},
-	        {"server param the client lacks but pgtide did not set", {{NULL}},
-	         {{"application_name", "old"}}, 0, ""},
-	        {"set_by_us param the client wants the same", {{"work_mem", "8MB"}},
-	         {{"work_mem", "8MB", true}}, 0, ""},
-	        {"set_by_us param the client wants differently", {{"work_mem", "16MB"}},
-	         {{"work_mem", "8MB", true}}, 1, "SET \"work_mem\" TO E'16MB';"},
-	        {"quoted value", {{"search_path", "\"$user\", it's"}}, {{NULL}}, 1,
-	         "SET \"search_path\" TO E'\"$user\", it''s';"},
-	        {"dotted name", {{"myapp.tenant", "42"}}, {{NULL}}, 1,
-	         "SET \"myapp\".\"tenant\" TO E'42';"},
-	        {"several at once: SETs in client order, then RESETs in server order",
-	         {{"TimeZone", "UTC"},
-	          {"DateStyle", "ISO"},
-	          {"application_name", "app"},
-	          {"work_mem", "64MB"},
-	          {"server_version", "15"}},
-	         {{"statement_timeout", "5s", true},
-	          {"TimeZone", "GMT"},
-	          {"DateStyle", "ISO"},
-	          {"application_name", ""},
-	          {"work_mem", "4MB", true},
-	          {"lock_timeout", "1s", true},
-	          {"server_version", "16"}},
+	        {"both empty", {END}, {END}, 0, ""},
+	        {"names differ only in case",
+	         {P("timezone", "UTC")},
+	         {P("TimeZone", "UTC")},
+	         0,
+	         ""},
+	        {"client differs",
+	         {P("TimeZone", "UTC")},
+	         {P("TimeZone", "Europe/Paris")},
+	         1,
+	         "SELECT " SETCFG("TimeZone", "UTC") ";"},
+	        {"values compare case-sensitively",
+	         {P("TimeZone", "utc")},
+	         {P("TimeZone", "UTC")},
+	         1,
+	         "SELECT " SETCFG("TimeZone", "utc") ";"},
+	        {"absent on the server",
+	         {P("search_path", "app")},
+	         {END},
+	         1,
+	         "SELECT " SETCFG("search_path", "app") ";"},
+	        /* set_config splits a list value as a startup packet does: two schemas, not one */
+	        {"list value stays one literal",
+	         {P("search_path", "a, b")},
+	         {END},
+	         1,
+	         "SELECT " SETCFG("search_path", "a, b") ";"},
+	        {"server fact differing is ignored",
+	         {P("server_version", "15.4"), P("TimeZone", "UTC"), P("is_superuser", "on")},
+	         {P("server_version", "16.1"), P("TimeZone", "UTC"), P("is_superuser", "off")},
+	         0,
+	         ""},
+	        {"server has a set_by_us param the client lacks",
+	         {END},
+	         {OURS("search_path", "app")},
+	         1,
+	         "RESET \"search_path\";"},
+	        {"server param the client lacks but pgtide did not set",
+	         {END},
+	         {P("application_name", "old")},
+	         0,
+	         ""},
+	        {"set_by_us param the client wants the same",
+	         {P("work_mem", "8MB")},
+	         {OURS("work_mem", "8MB")},
+	         0,
+	         ""},
+	        {"set_by_us param the client wants differently",
+	         {P("work_mem", "16MB")},
+	         {OURS("work_mem", "8MB")},
+	         1,
+	         "SELECT " SETCFG("work_mem", "16MB") ";"},
+	        {"quotes and backslashes in the value",
+	         {P("search_path", "\"$user\", it's \\x")},
+	         {END},
+	         1,
+	         "SELECT " SETCFG("search_path", "\"$user\", it''s \\\\x") ";"},
+	        {"quote in the name",
+	         {P("my'opt.x", "1")},
+	         {END},
+	         1,
+	         "SELECT " SETCFG("my''opt.x", "1") ";"},
+	        {"dotted name",
+	         {P("myapp.tenant", "42")},
+	         {END},
+	         1,
+	         "SELECT " SETCFG("myapp.tenant", "42") ";"},
+	        {"dotted name reset",
+	         {END},
+	         {OURS("myapp.tenant", "42")},
+	         1,
+	         "RESET \"myapp\".\"tenant\";"},
+	        {"several at once: one SELECT in client order, then RESETs in server order",
+	         {P("TimeZone", "UTC"), P("DateStyle", "ISO"), P("application_name", "app"),
+	          P("work_mem", "64MB"), P("server_version", "15")},
+	         {OURS("statement_timeout", "5s"), P("TimeZone", "GMT"), P("DateStyle", "ISO"),
+	          P("application_name", ""), OURS("work_mem", "4MB"), OURS("lock_timeout", "1s"),
+	          P("server_version", "16")},
 	         5,
-	         "SET \"TimeZone\" TO E'UTC';"
-	         "SET \"application_name\" TO E'app';"
-	         "SET \"work_mem\" TO E'64MB';"
+	         "SELECT pg_catalog.set_config(E'TimeZone', E'UTC', false), "
+	         "pg_catalog.set_config(E'application_name', E'app', false), "
+	         "pg_catalog.set_config(E'work_mem', E'64MB', false);"
 	         "RESET \"statement_timeout\";"
 	         "RESET \"lock_timeout\";"},
 	};
@@ -406,10 +491,11 @@ static void test_sync_sql(void)
 		load(&client, cases[i].client);
 		load(&server, cases[i].server);
 		size_t n = params_sync_sql(&client, &server, &sql);
-		CHECK(n == cases[i].n, "sync_sql %s: %zu statements, want %zu", cases[i].name, n,
+		CHECK(n == cases[i].n, "sync_sql %s: %zu changes, want %zu", cases[i].name, n,
 		      cases[i].n);
 		CHECK(strcmp(text(&sql, got, sizeof(got)), cases[i].sql) == 0,
-		      "sync_sql %s:\n  got  \"%s\"\n  want \"%s\"", cases[i].name, got, cases[i].sql);
+		      "sync_sql %s:\n  got  \"%s\"\n  want \"%s\"", cases[i].name, got,
+		      cases[i].sql);
 		pbuf_free(&sql);
 		params_free(&client);
 		params_free(&server);
@@ -426,39 +512,55 @@ static void test_sync_done(void)
 		size_t resync;           /* params_sync_sql(client, server) afterwards */
 	} cases[] = {
 	        {"records non-reported client params as ours",
-	         {{"search_path", "app"}, {"work_mem", "8MB"}},
-	         {{NULL}},
-	         {{"search_path", "app", true}, {"work_mem", "8MB", true}},
+	         {P("search_path", "app"), P("work_mem", "8MB")},
+	         {END},
+	         {OURS("search_path", "app"), OURS("work_mem", "8MB")},
 	         0},
 	        {"leaves reported ones to ParameterStatus",
-	         {{"TimeZone", "UTC"}, {"application_name", "app"}},
-	         {{"TimeZone", "GMT"}},
-	         {{"TimeZone", "GMT"}},
+	         {P("TimeZone", "UTC"), P("application_name", "app")},
+	         {P("TimeZone", "GMT")},
+	         {P("TimeZone", "GMT")},
 	         2},
-	        {"server facts are reported too", {{"server_version", "15"}},
-	         {{"server_version", "16"}}, {{"server_version", "16"}}, 0},
-	        {"removes ours the client does not want", {{"TimeZone", "UTC"}},
-	         {{"work_mem", "64MB", true}, {"TimeZone", "UTC"}}, {{"TimeZone", "UTC"}}, 0},
-	        {"removes several in a row",
-	         {{NULL}},
-	         {{"a", "1", true}, {"b", "2", true}, {"TimeZone", "UTC"}, {"c", "3", true}},
-	         {{"TimeZone", "UTC"}},
+	        {"server facts are reported too",
+	         {P("server_version", "15")},
+	         {P("server_version", "16")},
+	         {P("server_version", "16")},
 	         0},
-	        {"keeps a non-reported param pgtide did not set", {{NULL}},
-	         {{"work_mem", "4MB", false}}, {{"work_mem", "4MB", false}}, 0},
-	        {"updates ours to the client's value", {{"work_mem", "8MB"}},
-	         {{"work_mem", "64MB", true}}, {{"work_mem", "8MB", true}}, 0},
-	        {"claims an existing param the client set", {{"work_mem", "4MB"}},
-	         {{"work_mem", "4MB", false}}, {{"work_mem", "4MB", true}}, 0},
-	        {"case-insensitive, the server keeps its spelling", {{"Work_Mem", "8MB"}},
-	         {{"work_mem", "4MB", true}}, {{"work_mem", "8MB", true}}, 0},
+	        {"removes ours the client does not want",
+	         {P("TimeZone", "UTC")},
+	         {OURS("work_mem", "64MB"), P("TimeZone", "UTC")},
+	         {P("TimeZone", "UTC")},
+	         0},
+	        {"removes several in a row",
+	         {END},
+	         {OURS("a", "1"), OURS("b", "2"), P("TimeZone", "UTC"), OURS("c", "3")},
+	         {P("TimeZone", "UTC")},
+	         0},
+	        {"keeps a non-reported param pgtide did not set",
+	         {END},
+	         {P("work_mem", "4MB")},
+	         {P("work_mem", "4MB")},
+	         0},
+	        {"updates ours to the client's value",
+	         {P("work_mem", "8MB")},
+	         {OURS("work_mem", "64MB")},
+	         {OURS("work_mem", "8MB")},
+	         0},
+	        {"claims an existing param the client set",
+	         {P("work_mem", "4MB")},
+	         {P("work_mem", "4MB")},
+	         {OURS("work_mem", "4MB")},
+	         0},
+	        {"case-insensitive, the server keeps its spelling",
+	         {P("Work_Mem", "8MB")},
+	         {OURS("work_mem", "4MB")},
+	         {OURS("work_mem", "8MB")},
+	         0},
 	        {"all at once",
-	         {{"TimeZone", "UTC"}, {"search_path", "app"}, {"lock_timeout", "2s"}},
-	         {{"statement_timeout", "5s", true},
-	          {"TimeZone", "UTC"},
-	          {"lock_timeout", "1s", true},
-	          {"work_mem", "8MB", true}},
-	         {{"TimeZone", "UTC"}, {"lock_timeout", "2s", true}, {"search_path", "app", true}},
+	         {P("TimeZone", "UTC"), P("search_path", "app"), P("lock_timeout", "2s")},
+	         {OURS("statement_timeout", "5s"), P("TimeZone", "UTC"), OURS("lock_timeout", "1s"),
+	          OURS("work_mem", "8MB")},
+	         {P("TimeZone", "UTC"), OURS("lock_timeout", "2s"), OURS("search_path", "app")},
 	         0},
 	};
 

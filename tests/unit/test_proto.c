@@ -1,4 +1,4 @@
-/* Table-driven tests for proto.c: pbuf, preader, framing, the first packet, options, errors, builders. */
+/* Table-driven tests for proto.c: pbuf, preader, framing, startup, options, errors, builders. */
 #include "pgtide/proto.h"
 
 #include <stdbool.h>
@@ -12,6 +12,8 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* A string literal with embedded NULs, as a (pointer, length) pair without the implicit NUL. */
 #define B(s) (s), (sizeof(s) - 1)
+/* The same, as designated initializers of .body and .body_len. */
+#define BODY(s) .body = (s), .body_len = (sizeof(s) - 1)
 /* A byte array literal, as a (pointer, length) pair. */
 #define BYTES(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})
 
@@ -195,8 +197,8 @@ static void test_preader(void)
 		size_t len;
 		size_t skip; /* bytes consumed with preader_bytes first */
 		int op;
-		size_t n;         /* for RAW */
-		uint32_t want;    /* for U8/U16/U32 */
+		size_t n;           /* for RAW */
+		uint32_t want;      /* for U8/U16/U32 */
 		const char *want_s; /* for STR/RAW: expected bytes (NULL: the call returns NULL) */
 		bool err;
 		size_t left;
@@ -310,7 +312,8 @@ static void test_frame_typed(void)
 		CHECK(r == cases[i].want, "frame_typed %s: result %d, want %d", cases[i].name, r,
 		      cases[i].want);
 		if (r == PROTO_FRAME_OK && cases[i].want == PROTO_FRAME_OK) {
-			CHECK(type == cases[i].type, "frame_typed %s: type %c", cases[i].name, type);
+			CHECK(type == cases[i].type, "frame_typed %s: type %c", cases[i].name,
+			      type);
 			CHECK(len == cases[i].len, "frame_typed %s: len %u, want %u", cases[i].name,
 			      len, cases[i].len);
 		}
@@ -392,121 +395,178 @@ static void test_parse_startup(void)
 		const char *pq[2];
 		uint32_t cancel_pid, cancel_key;
 	} cases[] = {
-	        {"libpq StartupMessage", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "alice\0"
-	           "database\0"
-	           "shop\0"
-	           "options\0"
-	           "-c search_path=app\0"
-	           "application_name\0"
-	           "psql\0"
-	           "client_encoding\0"
-	           "UTF8\0"
-	           "\0"),
-	         PROTO_STARTUP_MESSAGE, "alice", "shop", "-c search_path=app", NULL, NULL, 2,
-	         {"application_name", "psql", "client_encoding", "UTF8"}, 0, {NULL}, 0, 0},
-	        {"JDBC-like order, DateStyle before user", PROTO_VERSION_3_0,
-	         B("DateStyle\0"
-	           "ISO\0"
-	           "TimeZone\0"
-	           "UTC\0"
-	           "user\0"
-	           "bob\0"
-	           "database\0"
-	           "db1\0"
-	           "\0"),
-	         PROTO_STARTUP_MESSAGE, "bob", "db1", NULL, NULL, NULL, 2,
-	         {"DateStyle", "ISO", "TimeZone", "UTC"}, 0, {NULL}, 0, 0},
-	        {"database defaults to user", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "alice\0"
-	           "\0"),
-	         PROTO_STARTUP_MESSAGE, "alice", "alice", NULL, NULL, NULL, 0, {NULL}, 0, {NULL}, 0,
-	         0},
-	        {"empty database defaults to user", PROTO_VERSION_3_0,
-	         B("database\0"
-	           "\0"
-	           "user\0"
-	           "alice\0"
-	           "\0"),
-	         PROTO_STARTUP_MESSAGE, "alice", "alice", NULL, NULL, NULL, 0, {NULL}, 0, {NULL}, 0,
-	         0},
-	        {"missing user", PROTO_VERSION_3_0,
-	         B("database\0"
-	           "shop\0"
-	           "\0"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, no_user, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"empty user", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "\0"
-	           "\0"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, no_user, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"no parameters at all", PROTO_VERSION_3_0, B("\0"), PROTO_STARTUP_INVALID, NULL,
-	         NULL, NULL, NULL, no_user, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"header only", PROTO_VERSION_3_0, B(""), PROTO_STARTUP_INVALID, NULL, NULL, NULL,
-	         NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"missing final terminator", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "alice\0"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"last byte not NUL", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "alice"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"name without value", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "alice\0"
-	           "foo\0"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"bytes after the terminator", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "alice\0"
-	           "\0"
-	           "\0"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"replication", PROTO_VERSION_3_0,
-	         B("user\0"
-	           "rep\0"
-	           "replication\0"
-	           "database\0"
-	           "\0"),
-	         PROTO_STARTUP_MESSAGE, "rep", "rep", NULL, "database", NULL, 0, {NULL}, 0, {NULL}, 0,
-	         0},
-	        {"3.1 with _pq_ options", (3u << 16) | 1,
-	         B("user\0"
-	           "alice\0"
-	           "_pq_.foo\0"
-	           "on\0"
-	           "application_name\0"
-	           "x\0"
-	           "\0"),
-	         PROTO_STARTUP_MESSAGE, "alice", "alice", NULL, NULL, NULL, 1,
-	         {"application_name", "x"}, 1, {"_pq_.foo"}, 0, 0},
-	        {"protocol 2.0", 2u << 16,
-	         B("user\0"
-	           "alice\0"
-	           "\0"),
-	         PROTO_STARTUP_BAD_VERSION, NULL, NULL, NULL, NULL, NULL, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"protocol 4.0", 4u << 16,
-	         B("user\0"
-	           "alice\0"
-	           "\0"),
-	         PROTO_STARTUP_BAD_VERSION, NULL, NULL, NULL, NULL, NULL, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"SSLRequest", PROTO_SSL_REQUEST_CODE, B(""), PROTO_STARTUP_SSL, NULL, NULL, NULL,
-	         NULL, NULL, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"SSLRequest with a body", PROTO_SSL_REQUEST_CODE, B("\0\0\0\0"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"GSSENCRequest", PROTO_GSSENC_REQUEST_CODE, B(""), PROTO_STARTUP_GSSENC, NULL, NULL,
-	         NULL, NULL, NULL, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"CancelRequest", PROTO_CANCEL_REQUEST_CODE, B("\0\0\x30\x39\x89\xAB\xCD\xEF"),
-	         PROTO_STARTUP_CANCEL, NULL, NULL, NULL, NULL, NULL, 0, {NULL}, 0, {NULL}, 12345,
-	         0x89ABCDEF},
-	        {"CancelRequest too short", PROTO_CANCEL_REQUEST_CODE, B("\0\0\x30\x39"),
-	         PROTO_STARTUP_INVALID, NULL, NULL, NULL, NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
-	        {"CancelRequest too long", PROTO_CANCEL_REQUEST_CODE,
-	         B("\0\0\x30\x39\x89\xAB\xCD\xEF\0\0\0\0"), PROTO_STARTUP_INVALID, NULL, NULL, NULL,
-	         NULL, layout, 0, {NULL}, 0, {NULL}, 0, 0},
+	        {.name = "libpq StartupMessage",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "alice\0"
+	              "database\0"
+	              "shop\0"
+	              "options\0"
+	              "-c search_path=app\0"
+	              "application_name\0"
+	              "psql\0"
+	              "client_encoding\0"
+	              "UTF8\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_MESSAGE,
+	         .user = "alice",
+	         .database = "shop",
+	         .options = "-c search_path=app",
+	         .n_params = 2,
+	         .params = {"application_name", "psql", "client_encoding", "UTF8"}},
+	        {.name = "JDBC-like order, DateStyle before user",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("DateStyle\0"
+	              "ISO\0"
+	              "TimeZone\0"
+	              "UTC\0"
+	              "user\0"
+	              "bob\0"
+	              "database\0"
+	              "db1\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_MESSAGE,
+	         .user = "bob",
+	         .database = "db1",
+	         .n_params = 2,
+	         .params = {"DateStyle", "ISO", "TimeZone", "UTC"}},
+	        {.name = "database defaults to user",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "alice\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_MESSAGE,
+	         .user = "alice",
+	         .database = "alice"},
+	        {.name = "empty database defaults to user",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("database\0"
+	              "\0"
+	              "user\0"
+	              "alice\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_MESSAGE,
+	         .user = "alice",
+	         .database = "alice"},
+	        {.name = "missing user",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("database\0"
+	              "shop\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = no_user},
+	        {.name = "empty user",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = no_user},
+	        {.name = "no parameters at all",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = no_user},
+	        {.name = "header only",
+	         .code = PROTO_VERSION_3_0,
+	         BODY(""),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "missing final terminator",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "alice\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "last byte not NUL",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "alice"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "name without value",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "alice\0"
+	              "foo\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "bytes after the terminator",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "alice\0"
+	              "\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "replication",
+	         .code = PROTO_VERSION_3_0,
+	         BODY("user\0"
+	              "rep\0"
+	              "replication\0"
+	              "database\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_MESSAGE,
+	         .user = "rep",
+	         .database = "rep",
+	         .replication = "database"},
+	        {.name = "3.1 with _pq_ options",
+	         .code = (3u << 16) | 1,
+	         BODY("user\0"
+	              "alice\0"
+	              "_pq_.foo\0"
+	              "on\0"
+	              "application_name\0"
+	              "x\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_MESSAGE,
+	         .user = "alice",
+	         .database = "alice",
+	         .n_params = 1,
+	         .params = {"application_name", "x"},
+	         .n_pq = 1,
+	         .pq = {"_pq_.foo"}},
+	        {.name = "protocol 2.0",
+	         .code = 2u << 16,
+	         BODY("user\0"
+	              "alice\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_BAD_VERSION},
+	        {.name = "protocol 4.0",
+	         .code = 4u << 16,
+	         BODY("user\0"
+	              "alice\0"
+	              "\0"),
+	         .kind = PROTO_STARTUP_BAD_VERSION},
+	        {.name = "SSLRequest",
+	         .code = PROTO_SSL_REQUEST_CODE,
+	         BODY(""),
+	         .kind = PROTO_STARTUP_SSL},
+	        {.name = "SSLRequest with a body",
+	         .code = PROTO_SSL_REQUEST_CODE,
+	         BODY("\0\0\0\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "GSSENCRequest",
+	         .code = PROTO_GSSENC_REQUEST_CODE,
+	         BODY(""),
+	         .kind = PROTO_STARTUP_GSSENC},
+	        {.name = "CancelRequest",
+	         .code = PROTO_CANCEL_REQUEST_CODE,
+	         BODY("\0\0\x30\x39\x89\xAB\xCD\xEF"),
+	         .kind = PROTO_STARTUP_CANCEL,
+	         .cancel_pid = 12345,
+	         .cancel_key = 0x89ABCDEF},
+	        {.name = "CancelRequest too short",
+	         .code = PROTO_CANCEL_REQUEST_CODE,
+	         BODY("\0\0\x30\x39"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
+	        {.name = "CancelRequest too long",
+	         .code = PROTO_CANCEL_REQUEST_CODE,
+	         BODY("\0\0\x30\x39\x89\xAB\xCD\xEF\0\0\0\0"),
+	         .kind = PROTO_STARTUP_INVALID,
+	         .error = layout},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -520,11 +580,13 @@ static void test_parse_startup(void)
 		CHECK(st.version == cases[i].code, "startup %s: version 0x%X", cases[i].name,
 		      st.version);
 		if (cases[i].error)
-			CHECK(st.error && strncmp(st.error, cases[i].error, strlen(cases[i].error)) == 0,
-			      "startup %s: error \"%s\"", cases[i].name, st.error ? st.error : "(null)");
+			CHECK(st.error && strncmp(st.error, cases[i].error,
+			                          strlen(cases[i].error)) == 0,
+			      "startup %s: error \"%s\"", cases[i].name,
+			      st.error ? st.error : "(null)");
 		else
-			CHECK(st.error == NULL, "startup %s: unexpected error \"%s\"", cases[i].name,
-			      st.error);
+			CHECK(st.error == NULL, "startup %s: unexpected error \"%s\"",
+			      cases[i].name, st.error);
 		if (cases[i].kind == PROTO_STARTUP_CANCEL) {
 			CHECK(st.cancel_pid == cases[i].cancel_pid, "startup %s: pid %u",
 			      cases[i].name, st.cancel_pid);
@@ -640,13 +702,13 @@ static void test_parse_options(void)
 	        {"empty value", "-c a=", true, "a=;", NULL},
 	        {"extra whitespace and tabs", "  -c a=1\t\t--b=2  \n", true, "a=1;b=2;", NULL},
 	        {"mixed forms", "-c x=1 -cy=2 --z=3", true, "x=1;y=2;z=3;", NULL},
-	        {"-c takes the next word even if it starts with -", "-c -x=1", true, "_x=1;",
-	         NULL},
+	        {"-c takes the next word even if it starts with -", "-c -x=1", true, "_x=1;", NULL},
 	        {"empty", "", true, "", NULL},
 	        {"only spaces", "   ", true, "", NULL},
 	        {"bad option -x", "-x", false, "",
 	         "invalid command-line argument for server process"},
-	        {"plain word", "foo", false, "", "invalid command-line argument for server process"},
+	        {"plain word", "foo", false, "",
+	         "invalid command-line argument for server process"},
 	        {"-c without argument", "-c", false, "",
 	         "invalid command-line argument for server process: -c"},
 	        {"-c =x", "-c =x", false, "",
@@ -678,18 +740,18 @@ static void test_parse_options(void)
 /* ---- ErrorResponse ---- */
 
 /* PostgreSQL 15's body for: INSERT INTO t VALUES (1) -- twice, with a primary key. */
-#define UNIQUE_VIOLATION                                                                   \
-	"SERROR\0"                                                                         \
-	"VERROR\0"                                                                         \
-	"C23505\0"                                                                         \
-	"Mduplicate key value violates unique constraint \"t_pkey\"\0"                     \
-	"DKey (id)=(1) already exists.\0"                                                  \
-	"spublic\0"                                                                        \
-	"tt\0"                                                                             \
-	"nt_pkey\0"                                                                        \
-	"Fnbtinsert.c\0"                                                                   \
-	"L664\0"                                                                           \
-	"R_bt_check_unique\0"                                                              \
+#define UNIQUE_VIOLATION                                                                           \
+	"SERROR\0"                                                                                 \
+	"VERROR\0"                                                                                 \
+	"C23505\0"                                                                                 \
+	"Mduplicate key value violates unique constraint \"t_pkey\"\0"                             \
+	"DKey (id)=(1) already exists.\0"                                                          \
+	"spublic\0"                                                                                \
+	"tt\0"                                                                                     \
+	"nt_pkey\0"                                                                                \
+	"Fnbtinsert.c\0"                                                                           \
+	"L664\0"                                                                                   \
+	"R_bt_check_unique\0"                                                                      \
 	"\0"
 
 static void test_parse_error(void)
@@ -778,16 +840,21 @@ static void test_parse_error(void)
 	        {"no fields", B("\0"), true, {0}},
 	        {"empty body", B(""), false, {0}},
 	        {"code byte only", B("S"), false, {0}},
-	        {"truncated inside a value", B("SERROR\0"
-	                                       "C235"),
+	        {"truncated inside a value",
+	         B("SERROR\0"
+	           "C235"),
 	         false,
 	         {0}},
-	        {"missing final terminator", B("SERROR\0"
-	                                       "C23505\0"),
+	        {"missing final terminator",
+	         B("SERROR\0"
+	           "C23505\0"),
 	         false,
 	         {0}},
-	        {"unique violation cut short", UNIQUE_VIOLATION, sizeof(UNIQUE_VIOLATION) - 1 - 20,
-	         false, {0}},
+	        {"unique violation cut short",
+	         UNIQUE_VIOLATION,
+	         sizeof(UNIQUE_VIOLATION) - 1 - 20,
+	         false,
+	         {0}},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -837,11 +904,13 @@ static void test_build_error_roundtrip(void)
 
 		pbuf_put_u8(&b, 0xEE); /* builders append: the message starts at offset 1 */
 		if (cases[i].notice)
-			proto_build_notice(&b, cases[i].severity, cases[i].sqlstate, cases[i].message);
+			proto_build_notice(&b, cases[i].severity, cases[i].sqlstate,
+			                   cases[i].message);
 		else
-			proto_build_error(&b, cases[i].severity, cases[i].sqlstate, cases[i].message,
-			                  cases[i].detail, cases[i].hint);
-		enum proto_frame fr = proto_frame_typed(b.data + 1, b.len - 1, 1u << 20, &type, &len);
+			proto_build_error(&b, cases[i].severity, cases[i].sqlstate,
+			                  cases[i].message, cases[i].detail, cases[i].hint);
+		enum proto_frame fr =
+		        proto_frame_typed(b.data + 1, b.len - 1, 1u << 20, &type, &len);
 		CHECK(fr == PROTO_FRAME_OK, "build error %s: frames", cases[i].name);
 		CHECK(type == (cases[i].notice ? 'N' : 'E'), "build error %s: type %c",
 		      cases[i].name, type);
@@ -850,10 +919,12 @@ static void test_build_error_roundtrip(void)
 		bool ok = fr == PROTO_FRAME_OK && proto_parse_error(b.data + 6, len - 5, &e);
 		CHECK(ok, "build error %s: parses back", cases[i].name);
 		if (ok) {
-			CHECK_STR(e.severity, cases[i].severity, "build error %s: S", cases[i].name);
+			CHECK_STR(e.severity, cases[i].severity, "build error %s: S",
+			          cases[i].name);
 			CHECK_STR(e.severity_nl, cases[i].severity, "build error %s: V",
 			          cases[i].name);
-			CHECK_STR(e.sqlstate, cases[i].sqlstate, "build error %s: C", cases[i].name);
+			CHECK_STR(e.sqlstate, cases[i].sqlstate, "build error %s: C",
+			          cases[i].name);
 			CHECK_STR(e.message, cases[i].message, "build error %s: M", cases[i].name);
 			CHECK_STR(e.detail, cases[i].detail, "build error %s: D", cases[i].name);
 			CHECK_STR(e.hint, cases[i].hint, "build error %s: H", cases[i].name);
@@ -1007,8 +1078,8 @@ static void test_build_bytes(void)
 	        {"NegotiateProtocolVersion, no options", build_negotiate_none,
 	         BYTES('v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0)},
 	        {"NegotiateProtocolVersion, two options", build_negotiate_two,
-	         BYTES('v', 0, 0, 0, 27, 0, 3, 0, 0, 0, 0, 0, 2, '_', 'p', 'q', '_', '.', 'a', 0, '_',
-	               'p', 'q', '_', '.', 'b', 'c', 0)},
+	         BYTES('v', 0, 0, 0, 27, 0, 3, 0, 0, 0, 0, 0, 2, '_', 'p', 'q', '_', '.', 'a', 0,
+	               '_', 'p', 'q', '_', '.', 'b', 'c', 0)},
 	        {"RowDescription int4 + text", build_row_description,
 	         BYTES('T', 0, 0, 0, 46, 0, 2,
 	               /* n */ 'n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 0xFF, 0xFF, 0xFF, 0xFF,
