@@ -25,33 +25,33 @@
 
 static void client_on_readable(void *arg);
 static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
-					  bool whole);
+                                          bool whole);
 static void client_on_bad_frame(void *arg);
 static void client_on_end(void *arg, enum io_end why, int err);
 
 static const struct io_ops client_io_ops = {
-	.on_readable = client_on_readable,
-	.on_message = client_on_message,
-	.on_bad_frame = client_on_bad_frame,
-	.on_end = client_on_end,
-	.on_drained = NULL,
+        .on_readable = client_on_readable,
+        .on_message = client_on_message,
+        .on_bad_frame = client_on_bad_frame,
+        .on_end = client_on_end,
+        .on_drained = NULL,
 };
 
 static const char *const state_names[] = {
-	"startup", "auth", "login_wait", "idle", "waiting", "active", "closed",
+        "startup", "auth", "login_wait", "idle", "waiting", "active", "closed",
 };
 
 const char *client_prefix(const struct client *c, char *buf, size_t n)
 {
-	snprintf(buf, n, "%s/%s@%s c%llu", c->database ? c->database : "?",
-		 c->user ? c->user : "?", c->addr_str, (unsigned long long)c->id);
+	snprintf(buf, n, "%s/%s@%s c%llu", c->database ? c->database : "?", c->user ? c->user : "?",
+	         c->addr_str, (unsigned long long)c->id);
 	return buf;
 }
 
-#define CLOG(level, c, fmt, ...)                                                             \
-	do {                                                                                 \
-		char pfx_[256];                                                              \
-		log_msg(level, "%s " fmt, client_prefix(c, pfx_, sizeof(pfx_)), ##__VA_ARGS__); \
+#define CLOG(level, c, fmt, ...)                                                                   \
+	do {                                                                                       \
+		char pfx_[256];                                                                    \
+		log_msg(level, "%s " fmt, client_prefix(c, pfx_, sizeof(pfx_)), ##__VA_ARGS__);    \
 	} while (0)
 
 /* ---- state and lists ---- */
@@ -88,12 +88,12 @@ void client_set_state(struct client *c, enum client_state s)
 		return;
 	if (c->state == CLIENT_CLOSED) {
 		log_error("client c%llu: refusing move from closed to %s",
-			  (unsigned long long)c->id, state_names[s]);
+		          (unsigned long long)c->id, state_names[s]);
 		return;
 	}
 	if (s >= CLIENT_LOGIN_WAIT && s <= CLIENT_ACTIVE && !c->pool) {
 		log_error("client c%llu: state %s needs a pool", (unsigned long long)c->id,
-			  state_names[s]);
+		          state_names[s]);
 		return;
 	}
 	int *count;
@@ -148,7 +148,8 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 	if (sqlstate && ctx->cfg.log_pooler_errors)
 		CLOG(LOG_LEVEL_WARNING, c, "pooler error: %s (%s)", why, sqlstate);
 	if (ctx->cfg.log_disconnections && (logged_in || sqlstate))
-		CLOG(LOG_LEVEL_LOG, c, "closing because: %s (age=%llds)", why[0] ? why : "client close request",
+		CLOG(LOG_LEVEL_LOG, c, "closing because: %s (age=%llds)",
+		     why[0] ? why : "client close request",
 		     (long long)((pt_now() - c->connect_time) / 1000000));
 
 	if (sqlstate && !c->io.closed && !c->io.failed)
@@ -234,7 +235,7 @@ static void describe_addr(struct client *c, const struct sockaddr *sa, bool is_u
 }
 
 void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen,
-		   bool is_unix)
+                   bool is_unix)
 {
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -321,7 +322,8 @@ static void process_startup(struct client *c, struct proto_startup *st)
 	}
 	for (size_t i = 0; i < st->n_params; i++) {
 		if (!st->names[i][0]) {
-			client_close(c, "08P01", "invalid startup packet layout: empty parameter name");
+			client_close(c, "08P01",
+			             "invalid startup packet layout: empty parameter name");
 			return;
 		}
 		if (!params_set(&c->params, st->names[i], st->values[i])) {
@@ -441,7 +443,8 @@ static void read_startup(struct client *c)
 {
 	while (c->state == CLIENT_STARTUP && io_in_len(&c->io) > 0) {
 		uint32_t len;
-		enum proto_frame fr = proto_frame_startup(io_in_data(&c->io), io_in_len(&c->io), &len);
+		enum proto_frame fr =
+		        proto_frame_startup(io_in_data(&c->io), io_in_len(&c->io), &len);
 		if (fr == PROTO_FRAME_PARTIAL)
 			return;
 		if (fr == PROTO_FRAME_BAD_LEN) {
@@ -466,7 +469,7 @@ static void read_startup(struct client *c)
 			 */
 			if (io_in_len(&c->io) > 0) {
 				client_close(c, "08P01",
-					     "received unencrypted data after SSL request");
+				             "received unencrypted data after SSL request");
 				return;
 			}
 			io_write(&c->io, "N", 1);
@@ -475,12 +478,14 @@ static void read_startup(struct client *c)
 			handle_cancel_request(c, st.cancel_pid, st.cancel_key);
 			return;
 		case PROTO_STARTUP_BAD_VERSION:
-			client_close(c, "0A000",
-				     "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
-				     st.version >> 16, st.version & 0xffff);
+			client_close(
+			        c, "0A000",
+			        "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+			        st.version >> 16, st.version & 0xffff);
 			return;
 		case PROTO_STARTUP_INVALID:
-			client_close(c, "08P01", "%s", st.error ? st.error : "invalid startup packet");
+			client_close(c, "08P01", "%s",
+			             st.error ? st.error : "invalid startup packet");
 			return;
 		case PROTO_STARTUP_MESSAGE:
 			process_startup(c, &st);
@@ -496,7 +501,7 @@ static void read_auth(struct client *c)
 		char type;
 		uint32_t len;
 		enum proto_frame fr = proto_frame_typed(io_in_data(&c->io), io_in_len(&c->io),
-							CLIENT_AUTH_MAX_MSG, &type, &len);
+		                                        CLIENT_AUTH_MAX_MSG, &type, &len);
 		if (fr == PROTO_FRAME_PARTIAL)
 			return;
 		if (fr == PROTO_FRAME_BAD_LEN) {
@@ -505,21 +510,21 @@ static void read_auth(struct client *c)
 		}
 		if (type != 'p') {
 			client_close(c, "08P01", "expected password response, got message type %d",
-				     (int)(uint8_t)type);
+			             (int)(uint8_t)type);
 			return;
 		}
 		if (io_in_len(&c->io) < len)
 			return;
 		struct pbuf *b = &c->ctx->scratch;
 		pbuf_reset(b);
-		enum auth_status st =
-			auth_step(c->auth, io_in_data(&c->io) + PROTO_HEADER_LEN,
-				  len - PROTO_HEADER_LEN, b);
+		enum auth_status st = auth_step(c->auth, io_in_data(&c->io) + PROTO_HEADER_LEN,
+		                                len - PROTO_HEADER_LEN, b);
 		io_consume(&c->io, len);
 		if (b->len)
 			send_scratch(c);
 		if (st == AUTH_FAIL) {
-			client_close(c, auth_fail_sqlstate(c->auth), "%s", auth_fail_message(c->auth));
+			client_close(c, auth_fail_sqlstate(c->auth), "%s",
+			             auth_fail_message(c->auth));
 			return;
 		}
 		if (st == AUTH_OK) {
@@ -574,8 +579,20 @@ void client_server_ready(struct client *c)
 static bool valid_frontend_type(char t)
 {
 	switch (t) {
-	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'S': case 'H': case 'C':
-	case 'F': case 'X': case 'd': case 'c': case 'f': case 'p':
+	case 'Q':
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'S':
+	case 'H':
+	case 'C':
+	case 'F':
+	case 'X':
+	case 'd':
+	case 'c':
+	case 'f':
+	case 'p':
 		return true;
 	default:
 		return false;
@@ -583,7 +600,7 @@ static bool valid_frontend_type(char t)
 }
 
 static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
-					  bool whole)
+                                          bool whole)
 {
 	struct client *c = arg;
 	(void)msg;

@@ -948,6 +948,15 @@ static void config_handle_db(struct config_parse_ctx *ctx, const char *name, con
 			             "database '%s': unknown connection keyword '%.100s'", name,
 			             kv[i].key);
 			goto out;
+		} else if (strcmp(kv[i].key, "sslmode") == 0 &&
+		           (strcmp(kv[i].value, "require") == 0 ||
+		            strncmp(kv[i].value, "verify-", 7) == 0)) {
+			/* Refused rather than ignored: the user asked for encryption. */
+			config_error(
+			        ctx, CONFIG_ERROR, file, line, name,
+			        "database '%s': sslmode=%s: TLS to the server is not supported yet",
+			        name, kv[i].value);
+			goto out;
 		} else if (!config_db_add_conn(&db, &cap, kv[i].key, kv[i].value)) {
 			goto oom;
 		}
@@ -1088,6 +1097,12 @@ static void config_handle_setting(struct config_parse_ctx *ctx, const char *key,
 			config_oom(ctx, file, line, s->name);
 			break;
 		}
+	} else if ((strcasecmp(key, "client_tls_sslmode") == 0 ||
+	            strcasecmp(key, "server_tls_sslmode") == 0) &&
+	           (strcmp(value, "require") == 0 || strncmp(value, "verify-", 7) == 0)) {
+		/* A file that demands TLS must not get plain TCP from us silently. */
+		config_error(ctx, CONFIG_ERROR, file, line, key, "%s: TLS is not supported yet",
+		             value);
 	} else if (config_in_list(config_unimplemented_tls_keys, key, true)) {
 		/* Said loudly: a pgbouncer.ini that asks for TLS gets plain TCP from us. */
 		config_warn(ctx, file, line, key,

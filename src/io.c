@@ -39,9 +39,9 @@ static void plain_close(struct io *io)
 }
 
 const struct io_transport io_transport_plain = {
-	.read = plain_read,
-	.writev = plain_writev,
-	.close = plain_close,
+        .read = plain_read,
+        .writev = plain_writev,
+        .close = plain_close,
 };
 
 /* ---- buffers ---- */
@@ -414,7 +414,8 @@ static bool pump_once(struct io *io)
 		uint32_t avail = b->end - off;
 		char type;
 		uint32_t len;
-		enum proto_frame fr = proto_frame_typed(b->data + off, avail, io->max_msg, &type, &len);
+		enum proto_frame fr =
+		        proto_frame_typed(b->data + off, avail, io->max_msg, &type, &len);
 		if (fr == PROTO_FRAME_PARTIAL)
 			break;
 		if (fr == PROTO_FRAME_BAD_LEN) {
@@ -423,7 +424,8 @@ static bool pump_once(struct io *io)
 			return false;
 		}
 		bool whole = avail >= len;
-		enum pump_action act = io->ops->on_message(io->owner, type, b->data + off, len, whole);
+		enum pump_action act =
+		        io->ops->on_message(io->owner, type, b->data + off, len, whole);
 		if (act == PUMP_CLOSED)
 			return false;
 		b = io->rbuf; /* the handler may not replace it, but stay safe */

@@ -30,11 +30,14 @@ static void tune_tcp(struct pt_ctx *ctx, int fd)
 	if (ctx->cfg.tcp_keepalive) {
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		if (ctx->cfg.tcp_keepidle > 0)
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ctx->cfg.tcp_keepidle, sizeof(int));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ctx->cfg.tcp_keepidle,
+			           sizeof(int));
 		if (ctx->cfg.tcp_keepintvl > 0)
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ctx->cfg.tcp_keepintvl, sizeof(int));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ctx->cfg.tcp_keepintvl,
+			           sizeof(int));
 		if (ctx->cfg.tcp_keepcnt > 0)
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ctx->cfg.tcp_keepcnt, sizeof(int));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ctx->cfg.tcp_keepcnt,
+			           sizeof(int));
 	}
 }
 
@@ -47,7 +50,8 @@ static void refuse_with_reserve(struct pt_ctx *ctx, int lfd)
 	int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (cfd >= 0) {
 		struct pbuf b = {0};
-		proto_build_error(&b, "FATAL", "53300", "sorry, too many clients already", NULL, NULL);
+		proto_build_error(&b, "FATAL", "53300", "sorry, too many clients already", NULL,
+		                  NULL);
 		if (!b.oom)
 			(void)send(cfd, b.data, b.len, MSG_NOSIGNAL);
 		pbuf_free(&b);
@@ -71,15 +75,16 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				return;
 			if (errno == EMFILE || errno == ENFILE) {
 				/*
-				 * Out of descriptors. The listening socket stays readable, so leaving the
-				 * connection queued would spin the loop: spend the reserve descriptor to
-				 * accept it, tell it 53300 as PostgreSQL does, close it, take the reserve
-				 * back.
+				 * Out of descriptors. The listening socket stays readable, so
+				 * leaving the connection queued would spin the loop: spend the
+				 * reserve descriptor to accept it, tell it 53300 as PostgreSQL
+				 * does, close it, take the reserve back.
 				 */
 				refuse_with_reserve(ctx, fd);
 				int64_t now = pt_now();
 				if (now - ctx->last_accept_error_log > 5 * 1000000) {
-					log_warn("accept: %s (raise the open-files limit)", strerror(errno));
+					log_warn("accept: %s (raise the open-files limit)",
+					         strerror(errno));
 					ctx->last_accept_error_log = now;
 				}
 				return;
@@ -93,7 +98,8 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static bool add_listener(struct pt_ctx *ctx, int fd, bool is_unix, const char *path, const char *desc)
+static bool add_listener(struct pt_ctx *ctx, int fd, bool is_unix, const char *path,
+                         const char *desc)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -142,7 +148,8 @@ static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		char desc[128];
 		char hbuf[NI_MAXHOST] = "?";
-		getnameinfo(ai->ai_addr, ai->ai_addrlen, hbuf, sizeof(hbuf), NULL, 0, NI_NUMERICHOST);
+		getnameinfo(ai->ai_addr, ai->ai_addrlen, hbuf, sizeof(hbuf), NULL, 0,
+		            NI_NUMERICHOST);
 		snprintf(desc, sizeof(desc), "%s:%d", hbuf, port);
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 		    listen(fd, ctx->cfg.listen_backlog) != 0) {

@@ -26,7 +26,7 @@ static const char *const level_names[] = {"DEBUG", "LOG", "WARNING", "ERROR", "F
 static const int syslog_levels[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT};
 
 bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, int verbose,
-	      bool quiet)
+              bool quiet)
 {
 	FILE *f = NULL;
 	if (logfile && logfile[0]) {
@@ -40,7 +40,8 @@ bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, in
 		fclose(log_state.file);
 	log_state.file = f;
 	if (use_syslog && !log_state.use_syslog)
-		openlog(syslog_ident && syslog_ident[0] ? syslog_ident : "pgtide", LOG_PID, LOG_DAEMON);
+		openlog(syslog_ident && syslog_ident[0] ? syslog_ident : "pgtide", LOG_PID,
+		        LOG_DAEMON);
 	else if (!use_syslog && log_state.use_syslog)
 		closelog();
 	log_state.use_syslog = use_syslog;
@@ -90,7 +91,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (to_stderr)
 		fprintf(stderr, "%s [%d] %s %s\n", ts, (int)getpid(), level_names[level], msg);
 	if (log_state.file)
-		fprintf(log_state.file, "%s [%d] %s %s\n", ts, (int)getpid(), level_names[level], msg);
+		fprintf(log_state.file, "%s [%d] %s %s\n", ts, (int)getpid(), level_names[level],
+		        msg);
 	if (log_state.use_syslog)
 		syslog(syslog_levels[level], "%s %s", level_names[level], msg);
 	pthread_mutex_unlock(&log_state.lock);

@@ -58,31 +58,36 @@ bool pt_conn_keyword_ok(const char *keyword)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"pgtide: a PostgreSQL connection pooler.\n"
-		"\n"
-		"Usage:\n"
-		"  pgtide [OPTIONS] CONFIG.ini\n"
-		"  pgtide [OPTIONS] --backend URL [--listen HOST:PORT]\n"
-		"\n"
-		"Options:\n"
-		"  -d, --daemon          run in the background (writes pidfile if set)\n"
-		"  -v, --verbose         more log output (repeat for more)\n"
-		"  -q, --quiet           only errors on stderr (the log file gets everything)\n"
-		"  -V, --version         print the version and exit\n"
-		"  -h, --help            print this help and exit\n"
-		"      --backend URL     run without a file, in front of the PostgreSQL at URL\n"
-		"                        (postgresql://user:password@host:port/db); clients log in\n"
-		"                        with the same user, password and database name\n"
-		"      --listen HOST:PORT  where to listen (default 127.0.0.1:6432 with --backend;\n"
-		"                        overrides listen_addr/listen_port of a file)\n"
-		"      --pool-mode MODE  session, transaction or statement (overrides pool_mode)\n"
-		"      --pool-size N     server connections per pool (overrides default_pool_size)\n"
-		"\n"
-		"The file uses pgbouncer.ini's layout: [pgtide] (or [pgbouncer]) settings,\n"
-		"[databases] entries (libpq connection strings), [users]. See config/pgtide.ini.\n"
-		"\n"
-		"Signals: SIGHUP reloads the file and reopens the log; SIGTERM shuts down at once;\n"
-		"SIGINT stops accepting and waits up to shutdown_wait_timeout for clients to leave.\n");
+	        "pgtide: a PostgreSQL connection pooler.\n"
+	        "\n"
+	        "Usage:\n"
+	        "  pgtide [OPTIONS] CONFIG.ini\n"
+	        "  pgtide [OPTIONS] --backend URL [--listen HOST:PORT]\n"
+	        "\n"
+	        "Options:\n"
+	        "  -d, --daemon          run in the background (writes pidfile if set)\n"
+	        "  -v, --verbose         more log output (repeat for more)\n"
+	        "  -q, --quiet           only errors on stderr (the log file gets everything)\n"
+	        "  -V, --version         print the version and exit\n"
+	        "  -h, --help            print this help and exit\n"
+	        "      --backend URL     run without a file, in front of the PostgreSQL at URL\n"
+	        "                        (postgresql://user:password@host:port/db); clients log "
+	        "in\n"
+	        "                        with the same user, password and database name\n"
+	        "      --listen HOST:PORT  where to listen (default 127.0.0.1:6432 with "
+	        "--backend;\n"
+	        "                        overrides listen_addr/listen_port of a file)\n"
+	        "      --pool-mode MODE  session, transaction or statement (overrides pool_mode)\n"
+	        "      --pool-size N     server connections per pool (overrides "
+	        "default_pool_size)\n"
+	        "\n"
+	        "The file uses pgbouncer.ini's layout: [pgtide] (or [pgbouncer]) settings,\n"
+	        "[databases] entries (libpq connection strings), [users]. See config/pgtide.ini.\n"
+	        "\n"
+	        "Signals: SIGHUP reloads the file and reopens the log; SIGTERM shuts down at "
+	        "once;\n"
+	        "SIGINT stops accepting and waits up to shutdown_wait_timeout for clients to "
+	        "leave.\n");
 }
 
 /* ---- configuration ---- */
@@ -90,7 +95,7 @@ static void usage(FILE *f)
 static void log_diag(enum log_level level, const struct config_diag *d)
 {
 	log_msg(level, "%s:%d: %s%s%s", d->file ? d->file : "?", d->line, d->key ? d->key : "",
-		d->key ? ": " : "", d->message ? d->message : "");
+	        d->key ? ": " : "", d->message ? d->message : "");
 }
 
 /* Appends s as a libpq conninfo value: single-quoted, with \ and ' escaped. */
@@ -140,13 +145,13 @@ static bool backend_config(struct pt_ctx *ctx, char **ini, char **userlist)
 	const char *db = dbname ? dbname : login_user;
 	char *u = NULL;
 	int r1 = asprintf(ini,
-			  "[pgtide]\n"
-			  "listen_addr = 127.0.0.1\n"
-			  "listen_port = 6432\n"
-			  "auth_type = %s\n"
-			  "[databases]\n"
-			  "%s = %s\n",
-			  password ? "scram-sha-256" : "trust", db, (const char *)conn.data);
+	                  "[pgtide]\n"
+	                  "listen_addr = 127.0.0.1\n"
+	                  "listen_port = 6432\n"
+	                  "auth_type = %s\n"
+	                  "[databases]\n"
+	                  "%s = %s\n",
+	                  password ? "scram-sha-256" : "trust", db, (const char *)conn.data);
 	/* userlist.txt quoting: a quote inside is doubled. */
 	struct pbuf ul = {0};
 	const char *parts[2] = {login_user, password ? password : ""};
@@ -252,11 +257,11 @@ static bool load_all(struct pt_ctx *ctx, struct config *cfg, struct auth_userlis
 			free(ul_text);
 			return false;
 		}
-		r = config_parse(cfg, ini, strlen(ini), "(--backend)", pt_conn_keyword_ok, &warnings,
-				 &n_warnings, &err);
+		r = config_parse(cfg, ini, strlen(ini), "(--backend)", pt_conn_keyword_ok,
+		                 &warnings, &n_warnings, &err);
 	} else {
-		r = config_load(cfg, ctx->cli.config_path, pt_conn_keyword_ok, &warnings, &n_warnings,
-				&err);
+		r = config_load(cfg, ctx->cli.config_path, pt_conn_keyword_ok, &warnings,
+		                &n_warnings, &err);
 	}
 	free(ini);
 	for (size_t i = 0; i < n_warnings; i++)
@@ -294,16 +299,17 @@ static void reload(struct pt_ctx *ctx)
 		return;
 	}
 	if ((nc.listen_port != ctx->cfg.listen_port) ||
-	    strcmp(nc.listen_addr ? nc.listen_addr : "", ctx->cfg.listen_addr ? ctx->cfg.listen_addr : "") != 0 ||
+	    strcmp(nc.listen_addr ? nc.listen_addr : "",
+	           ctx->cfg.listen_addr ? ctx->cfg.listen_addr : "") != 0 ||
 	    strcmp(nc.unix_socket_dir ? nc.unix_socket_dir : "",
-		   ctx->cfg.unix_socket_dir ? ctx->cfg.unix_socket_dir : "") != 0)
+	           ctx->cfg.unix_socket_dir ? ctx->cfg.unix_socket_dir : "") != 0)
 		log_warn("listen_addr, listen_port and unix_socket_dir change only at restart");
 	config_free(&ctx->cfg);
 	ctx->cfg = nc;
 	auth_userlist_free(&ctx->users);
 	ctx->users = nu;
 	if (!log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
-		      ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
+	              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 		log_error("could not reopen logfile %s: %s", ctx->cfg.logfile, strerror(errno));
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
@@ -402,8 +408,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGINT:
 		if (ctx->phase == PT_RUNNING) {
-			log_info("SIGINT: not accepting new connections, waiting for %u clients to leave",
-				 ctx->n_clients);
+			log_info("SIGINT: not accepting new connections, waiting for %u clients to "
+			         "leave",
+			         ctx->n_clients);
 			ctx->phase = PT_SHUTDOWN_WAIT;
 			ctx->shutdown_deadline = pt_now() + ctx->cfg.shutdown_wait_timeout;
 			listener_close_all(ctx);
@@ -488,30 +495,54 @@ int main(int argc, char **argv)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.reserve_fd = -1;
 	static const struct option longopts[] = {
-		{"daemon", no_argument, NULL, 'd'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{"backend", required_argument, NULL, 1},
-		{"listen", required_argument, NULL, 2},
-		{"pool-mode", required_argument, NULL, 3},
-		{"pool-size", required_argument, NULL, 4},
-		{NULL, 0, NULL, 0},
+	        {"daemon", no_argument, NULL, 'd'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"version", no_argument, NULL, 'V'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"backend", required_argument, NULL, 1},
+	        {"listen", required_argument, NULL, 2},
+	        {"pool-mode", required_argument, NULL, 3},
+	        {"pool-size", required_argument, NULL, 4},
+	        {NULL, 0, NULL, 0},
 	};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "dvqVh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'd': ctx.cli.daemonize = true; break;
-		case 'v': ctx.cli.verbose++; break;
-		case 'q': ctx.cli.quiet = true; break;
-		case 'V': printf("%s\n", PGTIDE_VERSION_STRING); return 0;
-		case 'h': usage(stdout); return 0;
-		case 1: ctx.cli.backend_url = optarg; break;
-		case 2: ctx.cli.listen = optarg; break;
-		case 3: ctx.cli.pool_mode = optarg; break;
-		case 4: ctx.cli.pool_size = atoi(optarg); if (ctx.cli.pool_size <= 0) { fprintf(stderr, "pgtide: --pool-size wants a positive number\n"); return 1; } break;
-		default: usage(stderr); return 1;
+		case 'd':
+			ctx.cli.daemonize = true;
+			break;
+		case 'v':
+			ctx.cli.verbose++;
+			break;
+		case 'q':
+			ctx.cli.quiet = true;
+			break;
+		case 'V':
+			printf("%s\n", PGTIDE_VERSION_STRING);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 1:
+			ctx.cli.backend_url = optarg;
+			break;
+		case 2:
+			ctx.cli.listen = optarg;
+			break;
+		case 3:
+			ctx.cli.pool_mode = optarg;
+			break;
+		case 4:
+			ctx.cli.pool_size = atoi(optarg);
+			if (ctx.cli.pool_size <= 0) {
+				fprintf(stderr, "pgtide: --pool-size wants a positive number\n");
+				return 1;
+			}
+			break;
+		default:
+			usage(stderr);
+			return 1;
 		}
 	}
 	if (optind < argc)
@@ -527,7 +558,7 @@ int main(int argc, char **argv)
 	if (!load_all(&ctx, &ctx.cfg, &ctx.users))
 		return 1;
 	if (!log_open(ctx.cfg.logfile, ctx.cfg.syslog, ctx.cfg.syslog_ident,
-		      ctx.cfg.verbose + ctx.cli.verbose, ctx.cli.quiet)) {
+	              ctx.cfg.verbose + ctx.cli.verbose, ctx.cli.quiet)) {
 		log_fatal("could not open logfile %s: %s", ctx.cfg.logfile, strerror(errno));
 		config_free(&ctx.cfg);
 		return 1;

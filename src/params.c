@@ -7,15 +7,24 @@
 
 /* PostgreSQL 15's GUC_REPORT parameters. */
 static const char *const reported[] = {
-	"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-	"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
-	"server_encoding", "server_version", "session_authorization",
-	"standard_conforming_strings", "TimeZone",
+        "application_name",
+        "client_encoding",
+        "DateStyle",
+        "default_transaction_read_only",
+        "in_hot_standby",
+        "integer_datetimes",
+        "IntervalStyle",
+        "is_superuser",
+        "server_encoding",
+        "server_version",
+        "session_authorization",
+        "standard_conforming_strings",
+        "TimeZone",
 };
 
 static const char *const server_facts[] = {
-	"in_hot_standby", "integer_datetimes", "is_superuser", "server_encoding",
-	"server_version", "session_authorization",
+        "in_hot_standby",  "integer_datetimes", "is_superuser",
+        "server_encoding", "server_version",    "session_authorization",
 };
 
 static bool in_list(const char *const *list, size_t n, const char *name)

@@ -10,7 +10,8 @@
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 
-#define PLOG(level, p, fmt, ...) log_msg(level, "%s/%s " fmt, (p)->db_name, (p)->user_name, ##__VA_ARGS__)
+#define PLOG(level, p, fmt, ...)                                                                   \
+	log_msg(level, "%s/%s " fmt, (p)->db_name, (p)->user_name, ##__VA_ARGS__)
 
 int pool_server_count(const struct pool *p)
 {
@@ -66,6 +67,8 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 	bool has_dbname = false, has_user = false, has_password = false, has_gss = false;
 	for (size_t i = 0; i < db->n_conn && ok; i++) {
 		const char *k = db->conn[i].key;
+		if (strcmp(k, "sslmode") == 0)
+			continue; /* see below: always disable until the TLS transport exists */
 		has_dbname |= strcmp(k, "dbname") == 0;
 		has_user |= strcmp(k, "user") == 0;
 		has_password |= strcmp(k, "password") == 0;
@@ -80,6 +83,13 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 		ok = push_kv(&keys, &values, &n, "password", p->password);
 	if (ok && !has_gss)
 		ok = push_kv(&keys, &values, &n, "gssencmode", "disable");
+	/*
+	 * libpq's default sslmode is prefer: against a server with ssl=on it would encrypt, and
+	 * pgtide, which reads the socket itself after takeover, would read ciphertext. Until the
+	 * TLS transport exists, server connections are plain (require/verify-* stop start-up).
+	 */
+	if (ok)
+		ok = push_kv(&keys, &values, &n, "sslmode", "disable");
 	/* [databases] client_encoding=, datestyle=, timezone= are the server session's defaults. */
 	struct pbuf opts = {0};
 	if (db->client_encoding && ok)
@@ -129,8 +139,8 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 		pbuf_put_str(&sig, values[i]);
 	}
 	pbuf_put_u8(&sig, 0);
-	bool changed = !p->conninfo_sig || sig.oom ||
-		       memcmp(p->conninfo_sig, sig.data, sig.len) != 0;
+	bool changed =
+	        !p->conninfo_sig || sig.oom || memcmp(p->conninfo_sig, sig.data, sig.len) != 0;
 	if (changed && p->conninfo_sig) {
 		struct server *s;
 		TAILQ_FOREACH(s, &p->idle, link) s->close_when_idle = true;
@@ -169,9 +179,9 @@ static bool resolve_settings(struct pool *p)
 	p->min_pool_size = db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
 	p->reserve_pool = db->reserve_pool >= 0 ? db->reserve_pool : cfg->reserve_pool_size;
 	p->max_db_connections =
-		db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
+	        db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	p->max_user_connections = u && u->max_user_connections >= 0 ? u->max_user_connections
-								     : cfg->max_user_connections;
+	                                                            : cfg->max_user_connections;
 	free(p->connect_query);
 	p->connect_query = db->connect_query ? strdup(db->connect_query) : NULL;
 
@@ -193,7 +203,7 @@ void pool_refresh(struct pool *p)
 }
 
 struct pool *pool_get(struct pt_ctx *ctx, const char *database, const char *user,
-		      const char *client_password, const char **sqlstate, char **msg)
+                      const char *client_password, const char **sqlstate, char **msg)
 {
 	const struct config_db *db = config_find_db(&ctx->cfg, database);
 	if (!db) {
@@ -298,9 +308,9 @@ static int user_server_count(struct pt_ctx *ctx, const char *user)
 /* Why a pool may not open one more server connection. */
 enum open_limit {
 	OPEN_OK = 0,
-	OPEN_POOL_FULL,  /* pool_size reached: wait for one of our own */
-	OPEN_DB_FULL,    /* max_db_connections reached across the database's pools */
-	OPEN_USER_FULL,  /* max_user_connections reached across the user's pools */
+	OPEN_POOL_FULL, /* pool_size reached: wait for one of our own */
+	OPEN_DB_FULL,   /* max_db_connections reached across the database's pools */
+	OPEN_USER_FULL, /* max_user_connections reached across the user's pools */
 };
 
 static enum open_limit open_limit(struct pool *p)
@@ -344,8 +354,9 @@ static bool evict_idle_for(struct pool *p, enum open_limit why)
 	}
 	if (!victim)
 		return false;
-	server_close(victim, why == OPEN_DB_FULL ? "evicted for another pool (max_db_connections)"
-						 : "evicted for another pool (max_user_connections)");
+	server_close(victim, why == OPEN_DB_FULL
+	                             ? "evicted for another pool (max_db_connections)"
+	                             : "evicted for another pool (max_user_connections)");
 	return true;
 }
 
@@ -380,7 +391,8 @@ bool pool_need_welcome(struct pool *p, struct client *c)
 	if (p->have_welcome)
 		return true;
 	if (in_retry_wait(p)) {
-		client_fail(c, p->fail_sqlstate, p->fail_message ? p->fail_message : "server login failed");
+		client_fail(c, p->fail_sqlstate,
+		            p->fail_message ? p->fail_message : "server login failed");
 		return false;
 	}
 	client_set_state(c, CLIENT_LOGIN_WAIT);
@@ -462,7 +474,8 @@ bool pool_acquire(struct pool *p, struct client *c)
 		return true;
 	}
 	if (in_retry_wait(p) && pool_server_count(p) == 0) {
-		client_fail(c, p->fail_sqlstate, p->fail_message ? p->fail_message : "server login failed");
+		client_fail(c, p->fail_sqlstate,
+		            p->fail_message ? p->fail_message : "server login failed");
 		return false;
 	}
 	c->wait_start = pt_now();
@@ -476,7 +489,8 @@ static void pool_do_kick(struct pool *p)
 {
 	struct server *s;
 	struct client *c;
-	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL && (s = TAILQ_FIRST(&p->idle)) != NULL) {
+	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL &&
+	       (s = TAILQ_FIRST(&p->idle)) != NULL) {
 		link_client(p, c, s);
 		if (s->state == SERVER_ACTIVE)
 			client_server_ready(c);
@@ -537,14 +551,15 @@ void pool_janitor(struct pool *p, int64_t now)
 			server_close(s, "marked for closing");
 		} else if (cfg->server_lifetime > 0 && now - s->created_at > cfg->server_lifetime) {
 			server_close(s, "server_lifetime reached");
-		} else if (cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
-			   pool_server_count(p) > p->min_pool_size) {
+		} else if (cfg->server_idle_timeout > 0 &&
+		           now - s->idle_since > cfg->server_idle_timeout &&
+		           pool_server_count(p) > p->min_pool_size) {
 			server_close(s, "server_idle_timeout reached");
 		}
 	}
 	/* Keep min_pool_size servers warm (only once the pool has been used). */
-	while (p->ctx->phase == PT_RUNNING && pool_server_count(p) < p->min_pool_size && may_open_server(p) && !in_retry_wait(p) &&
-	       p->have_welcome) {
+	while (p->ctx->phase == PT_RUNNING && pool_server_count(p) < p->min_pool_size &&
+	       may_open_server(p) && !in_retry_wait(p) && p->have_welcome) {
 		if (!server_connect(p))
 			break;
 	}
@@ -555,7 +570,9 @@ void pool_janitor(struct pool *p, int64_t now)
 		for (c = TAILQ_FIRST(&p->waiting_clients); c; c = cn) {
 			cn = TAILQ_NEXT(c, link);
 			if (now - c->wait_start > cfg->query_wait_timeout)
-				client_fail(c, "53300", "query_wait_timeout: no server connection became available");
+				client_fail(c, "53300",
+				            "query_wait_timeout: no server connection became "
+				            "available");
 		}
 	}
 }

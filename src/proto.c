@@ -127,8 +127,10 @@ uint32_t preader_u32(struct preader *r)
 
 const char *preader_str(struct preader *r)
 {
-	if (r->err)
+	if (r->err || r->left == 0) {
+		r->err = true;
 		return NULL;
+	}
 	const uint8_t *nul = memchr(r->p, 0, r->left);
 	if (!nul) {
 		r->err = true;
@@ -144,7 +146,7 @@ const char *preader_str(struct preader *r)
 /* ---- framing ---- */
 
 enum proto_frame proto_frame_typed(const uint8_t *p, size_t avail, uint32_t max_len, char *type,
-				   uint32_t *len)
+                                   uint32_t *len)
 {
 	if (avail < PROTO_HEADER_LEN)
 		return PROTO_FRAME_PARTIAL;
@@ -268,8 +270,8 @@ void proto_parse_startup(uint8_t *p, uint32_t len, struct proto_startup *out)
  * escapes the next character. Each is then "-c name=value", "-cname=value" or "--name=value".
  */
 bool proto_parse_options(const char *options,
-			 bool (*fn)(const char *name, const char *value, void *arg), void *arg,
-			 const char **err)
+                         bool (*fn)(const char *name, const char *value, void *arg), void *arg,
+                         const char **err)
 {
 	size_t n = strlen(options);
 	char *buf = malloc(n + 1);
@@ -327,7 +329,8 @@ bool proto_parse_options(const char *options,
 		}
 		char *eq = strchr(setting, '=');
 		if (!eq || eq == setting) {
-			*err = "invalid command-line argument for server process: missing '=' in -c option";
+			*err = "invalid command-line argument for server process: missing '=' in "
+			       "-c option";
 			ok = false;
 			break;
 		}
@@ -363,25 +366,46 @@ bool proto_parse_error(const uint8_t *body, size_t len, struct proto_error *out)
 		if (!v)
 			return false;
 		switch (code) {
-		case 'S': out->severity = v; break;
-		case 'V': out->severity_nl = v; break;
-		case 'C': out->sqlstate = v; break;
-		case 'M': out->message = v; break;
-		case 'D': out->detail = v; break;
-		case 'H': out->hint = v; break;
-		case 's': out->schema = v; break;
-		case 't': out->table = v; break;
-		case 'c': out->column = v; break;
-		case 'n': out->constraint = v; break;
-		default: break;
+		case 'S':
+			out->severity = v;
+			break;
+		case 'V':
+			out->severity_nl = v;
+			break;
+		case 'C':
+			out->sqlstate = v;
+			break;
+		case 'M':
+			out->message = v;
+			break;
+		case 'D':
+			out->detail = v;
+			break;
+		case 'H':
+			out->hint = v;
+			break;
+		case 's':
+			out->schema = v;
+			break;
+		case 't':
+			out->table = v;
+			break;
+		case 'c':
+			out->column = v;
+			break;
+		case 'n':
+			out->constraint = v;
+			break;
+		default:
+			break;
 		}
 	}
 	return true;
 }
 
 static void build_error_fields(struct pbuf *b, char type, const char *severity,
-			       const char *sqlstate, const char *message, const char *detail,
-			       const char *hint)
+                               const char *sqlstate, const char *message, const char *detail,
+                               const char *hint)
 {
 	size_t off = proto_msg_begin(b, type);
 	pbuf_put_u8(b, 'S');
@@ -405,13 +429,13 @@ static void build_error_fields(struct pbuf *b, char type, const char *severity,
 }
 
 void proto_build_error(struct pbuf *b, const char *severity, const char *sqlstate,
-		       const char *message, const char *detail, const char *hint)
+                       const char *message, const char *detail, const char *hint)
 {
 	build_error_fields(b, 'E', severity, sqlstate, message, detail, hint);
 }
 
 void proto_build_notice(struct pbuf *b, const char *severity, const char *sqlstate,
-			const char *message)
+                        const char *message)
 {
 	build_error_fields(b, 'N', severity, sqlstate, message, NULL, NULL);
 }
@@ -463,7 +487,7 @@ void proto_build_terminate(struct pbuf *b)
 }
 
 void proto_build_negotiate_version(struct pbuf *b, uint32_t newest_minor, const char *const *opts,
-				   size_t n_opts)
+                                   size_t n_opts)
 {
 	size_t off = proto_msg_begin(b, 'v');
 	pbuf_put_u32(b, (3u << 16) | newest_minor);
@@ -473,8 +497,8 @@ void proto_build_negotiate_version(struct pbuf *b, uint32_t newest_minor, const 
 	proto_msg_end(b, off);
 }
 
-void proto_build_row_description(struct pbuf *b, const char *const *names, const uint32_t *type_oids,
-				 size_t n)
+void proto_build_row_description(struct pbuf *b, const char *const *names,
+                                 const uint32_t *type_oids, size_t n)
 {
 	size_t off = proto_msg_begin(b, 'T');
 	pbuf_put_u16(b, (uint16_t)n);
@@ -516,7 +540,7 @@ void proto_build_command_complete(struct pbuf *b, const char *tag)
 }
 
 bool proto_parse_parameter_status(const uint8_t *body, size_t len, const char **name,
-				  const char **value)
+                                  const char **value)
 {
 	struct preader r;
 	preader_init(&r, body, len);

@@ -21,28 +21,28 @@
 
 static void server_on_readable(void *arg);
 static enum pump_action server_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
-					  bool whole);
+                                          bool whole);
 static void server_on_bad_frame(void *arg);
 static void server_on_end(void *arg, enum io_end why, int err);
 
 static const struct io_ops server_io_ops = {
-	.on_readable = server_on_readable,
-	.on_message = server_on_message,
-	.on_bad_frame = server_on_bad_frame,
-	.on_end = server_on_end,
-	.on_drained = NULL,
+        .on_readable = server_on_readable,
+        .on_message = server_on_message,
+        .on_bad_frame = server_on_bad_frame,
+        .on_end = server_on_end,
+        .on_drained = NULL,
 };
 
 static const char *const state_names[] = {
-	"connecting", "idle", "sync", "active", "reset", "drain", "closed",
+        "connecting", "idle", "sync", "active", "reset", "drain", "closed",
 };
 
 /* PostgreSQL messages are at most 1 GB; anything larger from a server is corruption. */
 #define SERVER_MAX_MSG 0x40000000u
 
-#define SLOG(level, s, fmt, ...)                                                             \
-	log_msg(level, "%s/%s s%llu pid=%u " fmt, (s)->pool->db_name, (s)->pool->user_name,  \
-		(unsigned long long)(s)->id, (s)->backend_pid, ##__VA_ARGS__)
+#define SLOG(level, s, fmt, ...)                                                                   \
+	log_msg(level, "%s/%s s%llu pid=%u " fmt, (s)->pool->db_name, (s)->pool->user_name,        \
+	        (unsigned long long)(s)->id, (s)->backend_pid, ##__VA_ARGS__)
 
 /* ---- state and lists ---- */
 
@@ -76,14 +76,14 @@ void server_set_state(struct server *s, enum server_state st)
 	if (s->state == st)
 		return;
 	if (s->state == SERVER_CLOSED) {
-		log_error("server s%llu: refusing move from closed to %s", (unsigned long long)s->id,
-			  state_names[st]);
+		log_error("server s%llu: refusing move from closed to %s",
+		          (unsigned long long)s->id, state_names[st]);
 		return;
 	}
 	if ((st == SERVER_SYNC || st == SERVER_ACTIVE) != (s->client != NULL) &&
 	    st != SERVER_CLOSED) {
 		log_error("server s%llu: state %s with%s a client", (unsigned long long)s->id,
-			  state_names[st], s->client ? "" : "out");
+		          state_names[st], s->client ? "" : "out");
 	}
 	int *count;
 	struct server_list *old = list_of(s, s->state, &count);
@@ -117,8 +117,7 @@ void server_close(struct server *s, const char *why)
 	struct pool *p = s->pool;
 	SLOG(LOG_LEVEL_LOG, s, "closing server connection: %s", why);
 	/* A backend busy with a query does not notice the socket closing: cancel it first. */
-	if (s->pg && s->rfq_pending > 0 &&
-	    (s->state == SERVER_ACTIVE || s->state == SERVER_DRAIN))
+	if (s->pg && s->rfq_pending > 0 && (s->state == SERVER_ACTIVE || s->state == SERVER_DRAIN))
 		cancel_send(s->pg);
 
 	struct client *c = s->client;
@@ -227,7 +226,8 @@ static bool arm_poll(struct server *s, short what)
 {
 	if (s->poll_ev)
 		event_free(s->poll_ev);
-	/* libpq may switch sockets (next host, sslmode retry) with the same fd number: always new. */
+	/* libpq may switch sockets (next host, sslmode retry) with the same fd number: always new.
+	 */
 	s->poll_ev = event_new(s->ctx->base, PQsocket(s->pg), what, connect_poll, s);
 	return s->poll_ev && event_add(s->poll_ev, NULL) == 0;
 }
@@ -237,10 +237,19 @@ static void take_over(struct server *s)
 	struct pt_ctx *ctx = s->ctx;
 	PGconn *pg = s->pg;
 	static const char *const names[] = {
-		"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-		"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
-		"server_encoding", "server_version", "session_authorization",
-		"standard_conforming_strings", "TimeZone",
+	        "application_name",
+	        "client_encoding",
+	        "DateStyle",
+	        "default_transaction_read_only",
+	        "in_hot_standby",
+	        "integer_datetimes",
+	        "IntervalStyle",
+	        "is_superuser",
+	        "server_encoding",
+	        "server_version",
+	        "session_authorization",
+	        "standard_conforming_strings",
+	        "TimeZone",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const char *v = PQparameterStatus(pg, names[i]);
@@ -306,14 +315,14 @@ struct server *server_connect(struct pool *pool)
 	s->io.fd = -1;
 
 	s->pg = PQconnectStartParams((const char *const *)pool->conn_keys,
-				     (const char *const *)pool->conn_values, 0);
+	                             (const char *const *)pool->conn_values, 0);
 	s->state = SERVER_CONNECTING;
 	TAILQ_INSERT_TAIL(&pool->connecting, s, link);
 	pool->n_connecting++;
 	if (!s->pg || PQstatus(s->pg) == CONNECTION_BAD) {
 		char sqlstate[6], msg[512];
 		parse_connect_error(s->pg ? PQerrorMessage(s->pg) : "out of memory", sqlstate, msg,
-				    sizeof(msg));
+		                    sizeof(msg));
 		connect_failed(s, sqlstate, msg);
 		return NULL;
 	}
@@ -323,7 +332,7 @@ struct server *server_connect(struct pool *pool)
 	if (ctx->cfg.server_connect_timeout > 0) {
 		s->timer = evtimer_new(ctx->base, connect_timeout, s);
 		struct timeval tv = {(time_t)(ctx->cfg.server_connect_timeout / 1000000),
-				     (suseconds_t)(ctx->cfg.server_connect_timeout % 1000000)};
+		                     (suseconds_t)(ctx->cfg.server_connect_timeout % 1000000)};
 		if (s->timer)
 			evtimer_add(s->timer, &tv);
 	}
@@ -364,7 +373,8 @@ static void start_reset(struct server *s)
 	if (q && q[0] && (session || cfg->server_reset_query_always)) {
 		send_query(s, q);
 		if (resets_all_params(q)) {
-			/* RESET ALL drops what pgtide SET; the reported ones come back as ParameterStatus. */
+			/* RESET ALL drops what pgtide SET; the reported ones come back as
+			 * ParameterStatus. */
 			for (size_t i = 0; i < s->params.n;) {
 				if (s->params.v[i].set_by_us)
 					params_remove(&s->params, s->params.v[i].name);
@@ -413,8 +423,10 @@ void server_release(struct server *s, bool client_gone)
 		return;
 	bool mid_message = c && c->io.stream_left > 0 && c->io.stream_action == PUMP_FORWARD;
 	if (log_debug_enabled())
-		SLOG(LOG_LEVEL_DEBUG, s, "released by client c%llu (%s, status %c, %d replies pending)",
-		     c ? (unsigned long long)c->id : 0ull, client_gone ? "client gone" : "client done",
+		SLOG(LOG_LEVEL_DEBUG, s,
+		     "released by client c%llu (%s, status %c, %d replies pending)",
+		     c ? (unsigned long long)c->id : 0ull,
+		     client_gone ? "client gone" : "client done",
 		     s->txn_status ? s->txn_status : '?', s->rfq_pending);
 	if (c) {
 		io_flush_pending(&c->io);
@@ -433,7 +445,8 @@ void server_release(struct server *s, bool client_gone)
 		return;
 	}
 	if (s->copy_in) {
-		/* CopyFail ends COPY FROM STDIN; the server answers ErrorResponse, ReadyForQuery. */
+		/* CopyFail ends COPY FROM STDIN; the server answers ErrorResponse, ReadyForQuery.
+		 */
 		struct pbuf *b = &s->ctx->scratch;
 		pbuf_reset(b);
 		size_t off = proto_msg_begin(b, 'f');
@@ -481,7 +494,7 @@ bool server_cancel_query(struct server *s)
 /* ---- relaying ---- */
 
 static enum pump_action on_message_internal(struct server *s, char type, const uint8_t *msg,
-					    uint32_t len, bool whole)
+                                            uint32_t len, bool whole)
 {
 	switch (type) {
 	case 'Z':
@@ -507,9 +520,9 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 			if (!s->sync_failed) {
 				s->sync_failed = true;
 				snprintf(s->sync_sqlstate, sizeof(s->sync_sqlstate), "%s",
-					 e.sqlstate ? e.sqlstate : "08P01");
+				         e.sqlstate ? e.sqlstate : "08P01");
 				snprintf(s->sync_message, sizeof(s->sync_message), "%s",
-					 e.message ? e.message : "invalid startup parameter");
+				         e.message ? e.message : "invalid startup parameter");
 			}
 			return PUMP_DROP;
 		}
@@ -518,8 +531,8 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 			     e.message ? e.message : "?", e.sqlstate ? e.sqlstate : "?");
 			s->close_when_idle = true;
 		}
-		if (e.severity_nl && (strcmp(e.severity_nl, "FATAL") == 0 ||
-				      strcmp(e.severity_nl, "PANIC") == 0))
+		if (e.severity_nl &&
+		    (strcmp(e.severity_nl, "FATAL") == 0 || strcmp(e.severity_nl, "PANIC") == 0))
 			s->close_when_idle = true;
 		return PUMP_DROP;
 	}
@@ -528,7 +541,7 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 			return PUMP_NEED_WHOLE;
 		const char *name, *value;
 		if (proto_parse_parameter_status(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN,
-						 &name, &value)) {
+		                                 &name, &value)) {
 			params_set(&s->params, name, value);
 			if (s->client) {
 				client_param_changed(s->client, name, value);
@@ -544,7 +557,7 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 }
 
 static enum pump_action on_message_active(struct server *s, char type, const uint8_t *msg,
-					  uint32_t len, bool whole)
+                                          uint32_t len, bool whole)
 {
 	switch (type) {
 	case 'Z':
@@ -560,7 +573,7 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 			return PUMP_NEED_WHOLE;
 		const char *name, *value;
 		if (proto_parse_parameter_status(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN,
-						 &name, &value)) {
+		                                 &name, &value)) {
 			params_set(&s->params, name, value);
 			client_param_changed(s->client, name, value);
 		}
@@ -590,7 +603,7 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 }
 
 static enum pump_action server_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
-					  bool whole)
+                                          bool whole)
 {
 	struct server *s = arg;
 	switch (s->state) {

@@ -21,7 +21,7 @@ enum auth_secret_kind {
 
 struct auth_user {
 	char *name;
-	char *secret;                /* as written in the file (never logged) */
+	char *secret; /* as written in the file (never logged) */
 	enum auth_secret_kind kind;
 };
 
@@ -36,7 +36,7 @@ struct auth_userlist {
  * PgBouncer. Returns false on a malformed line with *err_line and *errmsg (static text) set.
  */
 bool auth_userlist_parse(const char *text, size_t len, struct auth_userlist *out, int *err_line,
-			 const char **errmsg);
+                         const char **errmsg);
 const struct auth_user *auth_userlist_find(const struct auth_userlist *ul, const char *name);
 void auth_userlist_free(struct auth_userlist *ul);
 
@@ -57,10 +57,11 @@ struct auth_exchange;
  * Appends the first Authentication request to out when one is needed. *ex is allocated.
  */
 enum auth_status auth_start(struct auth_exchange **ex, enum auth_type type, const char *user,
-			    const struct auth_user *u, struct pbuf *out);
+                            const struct auth_user *u, struct pbuf *out);
 
 /* Feeds the body of a client 'p' message. Appends the reply (if any) to out. */
-enum auth_status auth_step(struct auth_exchange *ex, const void *body, size_t len, struct pbuf *out);
+enum auth_status auth_step(struct auth_exchange *ex, const void *body, size_t len,
+                           struct pbuf *out);
 
 /* After AUTH_FAIL: PostgreSQL's SQLSTATE and message text for the failure. */
 const char *auth_fail_sqlstate(const struct auth_exchange *ex);
@@ -77,6 +78,6 @@ void auth_free(struct auth_exchange *ex);
 /* md5 helpers, as PostgreSQL computes them. out must hold 36 bytes ("md5" + 32 hex + NUL). */
 void auth_md5_hash(const char *password, const char *user, char out[36]);
 void auth_md5_salted(const char *md5_hash_hex /* 32 hex after "md5" */, const unsigned char salt[4],
-		     char out[36]);
+                     char out[36]);
 
 #endif

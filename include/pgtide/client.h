@@ -19,7 +19,8 @@ struct auth_exchange;
 enum client_state {
 	CLIENT_STARTUP = 0, /* reading the first packet(s); on no pool list */
 	CLIENT_AUTH,        /* password exchange; on no pool list */
-	CLIENT_LOGIN_WAIT,  /* authenticated, waiting for its pool's first server; pool->login_wait */
+	CLIENT_LOGIN_WAIT,  /* authenticated, waiting for its pool's first server; pool->login_wait
+	                     */
 	CLIENT_IDLE,        /* logged in, no server linked; pool->idle_clients */
 	CLIENT_WAITING,     /* has work buffered, queued for a server; pool->waiting_clients */
 	CLIENT_ACTIVE,      /* linked to a server; pool->active_clients */
@@ -31,35 +32,35 @@ struct client {
 	TAILQ_ENTRY(client) all_link; /* ctx->clients (live) or ctx->zombie_clients */
 	struct pt_ctx *ctx;
 	enum client_state state;
-	uint64_t id;                  /* connection id, for logs */
+	uint64_t id; /* connection id, for logs */
 	struct io io;
 	struct sockaddr_storage addr;
-	char addr_str[64];            /* "127.0.0.1:53412" or "unix" */
+	char addr_str[64]; /* "127.0.0.1:53412" or "unix" */
 
 	struct pool *pool;
-	struct server *server;        /* linked server, or NULL */
-	char *user;                   /* from the startup packet */
+	struct server *server; /* linked server, or NULL */
+	char *user;            /* from the startup packet */
 	char *database;
-	struct params params;         /* what this client wants (see params.h) */
+	struct params params; /* what this client wants (see params.h) */
 	struct auth_exchange *auth;
-	bool admin;                   /* connected to the admin console database (later issue) */
+	bool admin; /* connected to the admin console database (later issue) */
 
-	uint32_t cancel_pid;          /* BackendKeyData pgtide issued */
+	uint32_t cancel_pid; /* BackendKeyData pgtide issued */
 	uint32_t cancel_key;
 	bool cancel_registered;
 
-	int64_t connect_time;         /* monotonic usec */
-	int64_t wait_start;           /* when it started waiting for a server */
+	int64_t connect_time; /* monotonic usec */
+	int64_t wait_start;   /* when it started waiting for a server */
 	int64_t last_active;
-	int n_negotiations;           /* SSLRequest/GSSENCRequest packets answered */
-	bool terminating;             /* sent Terminate */
-	bool login_pending;           /* its parameters are being checked on a server before
-	                               * AuthenticationOk (PostgreSQL refuses bad ones at connect) */
+	int n_negotiations; /* SSLRequest/GSSENCRequest packets answered */
+	bool terminating;   /* sent Terminate */
+	bool login_pending; /* its parameters are being checked on a server before
+	                     * AuthenticationOk (PostgreSQL refuses bad ones at connect) */
 };
 
 /* Accepts a new client on fd (already non-blocking). */
 void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen,
-		   bool is_unix);
+                   bool is_unix);
 
 /*
  * The one exit path. Logs why; if sqlstate is non-NULL sends a FATAL ErrorResponse with it and
@@ -67,7 +68,7 @@ void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, sock
  * the client from every list and defers the free. Safe to call on a closed client.
  */
 void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Moves c to state s, off its old list onto the new one. Refuses impossible moves loudly. */
 void client_set_state(struct client *c, enum client_state s);

@@ -16,11 +16,11 @@ enum pool_mode {
 
 /* Client authentication methods (auth_type). */
 enum auth_type {
-	AUTH_TYPE_TRUST = 0,  /* no password asked; the user must still be in auth_file */
-	AUTH_TYPE_ANY,        /* no password asked, any user name accepted */
-	AUTH_TYPE_PLAIN,      /* cleartext password, checked against plain, md5 or SCRAM secret */
-	AUTH_TYPE_MD5,        /* md5 challenge; SCRAM for users whose stored secret is SCRAM */
-	AUTH_TYPE_SCRAM,      /* scram-sha-256 */
+	AUTH_TYPE_TRUST = 0, /* no password asked; the user must still be in auth_file */
+	AUTH_TYPE_ANY,       /* no password asked, any user name accepted */
+	AUTH_TYPE_PLAIN,     /* cleartext password, checked against plain, md5 or SCRAM secret */
+	AUTH_TYPE_MD5,       /* md5 challenge; SCRAM for users whose stored secret is SCRAM */
+	AUTH_TYPE_SCRAM,     /* scram-sha-256 */
 };
 
 /* A key=value pair kept in order (libpq connection keywords, [users] settings). */
@@ -31,105 +31,108 @@ struct config_kv {
 
 /* One [databases] entry. Integer settings are -1 when the entry does not set them. */
 struct config_db {
-	char *name;             /* the name clients ask for; "*" is the fallback entry */
-	struct config_kv *conn; /* libpq keywords/values, in file order (host, port, dbname, user, ...) */
+	char *name; /* the name clients ask for; "*" is the fallback entry */
+	struct config_kv
+	        *conn; /* libpq keywords/values, in file order (host, port, dbname, user, ...) */
 	size_t n_conn;
-	int pool_size;          /* pool_size=, else -1 (use default_pool_size) */
-	int min_pool_size;      /* min_pool_size=, else -1 */
-	int reserve_pool;       /* reserve_pool=, else -1 */
-	int max_db_connections; /* max_db_connections=, else -1 */
-	enum pool_mode pool_mode;/* pool_mode=, else POOL_MODE_UNSET */
-	char *connect_query;    /* connect_query=, run once on each new server connection, or NULL */
-	char *client_encoding;  /* client_encoding=/datestyle=/timezone=: server connection defaults */
+	int pool_size;            /* pool_size=, else -1 (use default_pool_size) */
+	int min_pool_size;        /* min_pool_size=, else -1 */
+	int reserve_pool;         /* reserve_pool=, else -1 */
+	int max_db_connections;   /* max_db_connections=, else -1 */
+	enum pool_mode pool_mode; /* pool_mode=, else POOL_MODE_UNSET */
+	char *connect_query;   /* connect_query=, run once on each new server connection, or NULL */
+	char *client_encoding; /* client_encoding=/datestyle=/timezone=: server connection defaults
+	                        */
 	char *datestyle;
 	char *timezone;
-	int line;               /* line in the file, for messages */
+	int line; /* line in the file, for messages */
 };
 
 /* One [users] entry. */
 struct config_user {
 	char *name;
-	enum pool_mode pool_mode;  /* else POOL_MODE_UNSET */
-	int max_user_connections;  /* else -1 */
-	int pool_size;             /* else -1 */
+	enum pool_mode pool_mode; /* else POOL_MODE_UNSET */
+	int max_user_connections; /* else -1 */
+	int pool_size;            /* else -1 */
 	int line;
 };
 
 /* Every [pgtide] / [pgbouncer] setting pgtide implements. Times are microseconds; 0 disables. */
 struct config {
-	char *listen_addr;            /* comma-separated addresses, "*" for all; NULL/"" = no TCP */
-	int listen_port;              /* default 6432 */
-	int listen_backlog;           /* default 128 */
-	char *unix_socket_dir;        /* directory for .s.PGSQL.<port>; "" = none */
-	int unix_socket_mode;         /* default 0777 */
-	enum auth_type auth_type;     /* default md5 */
-	char *auth_file;              /* userlist.txt path; relative paths are relative to the ini */
-	enum pool_mode pool_mode;     /* default session */
-	int max_client_conn;          /* default 100 */
-	int default_pool_size;        /* default 20 */
-	int min_pool_size;            /* default 0 */
-	int reserve_pool_size;        /* default 0 */
-	int64_t reserve_pool_timeout; /* default 5 s */
-	int max_db_connections;       /* default 0 = unlimited */
-	int max_user_connections;     /* default 0 = unlimited */
-	char *server_reset_query;     /* default "DISCARD ALL" */
+	char *listen_addr;        /* comma-separated addresses, "*" for all; NULL/"" = no TCP */
+	int listen_port;          /* default 6432 */
+	int listen_backlog;       /* default 128 */
+	char *unix_socket_dir;    /* directory for .s.PGSQL.<port>; "" = none */
+	int unix_socket_mode;     /* default 0777 */
+	enum auth_type auth_type; /* default md5 */
+	char *auth_file;          /* userlist.txt path; relative paths are relative to the ini */
+	enum pool_mode pool_mode; /* default session */
+	int max_client_conn;      /* default 100 */
+	int default_pool_size;    /* default 20 */
+	int min_pool_size;        /* default 0 */
+	int reserve_pool_size;    /* default 0 */
+	int64_t reserve_pool_timeout;   /* default 5 s */
+	int max_db_connections;         /* default 0 = unlimited */
+	int max_user_connections;       /* default 0 = unlimited */
+	char *server_reset_query;       /* default "DISCARD ALL" */
 	bool server_reset_query_always; /* run it in transaction mode too; default off */
-	char *server_check_query;     /* default "select 1" (accepted for compatibility) */
-	int64_t server_check_delay;   /* default 30 s */
-	int64_t server_lifetime;      /* default 3600 s */
-	int64_t server_idle_timeout;  /* default 600 s */
+	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
+	int64_t server_check_delay;     /* default 30 s */
+	int64_t server_lifetime;        /* default 3600 s */
+	int64_t server_idle_timeout;    /* default 600 s */
 	int64_t server_connect_timeout; /* default 15 s */
-	int64_t server_login_retry;   /* default 15 s: wait this long after a failed connect */
-	int64_t client_login_timeout; /* default 60 s */
-	int64_t query_timeout;        /* default 0 */
-	int64_t query_wait_timeout;   /* default 120 s */
-	int64_t query_wait_notify;    /* default 5 s: NOTICE to a client waiting longer than this */
-	int64_t client_idle_timeout;  /* default 0 */
+	int64_t server_login_retry;     /* default 15 s: wait this long after a failed connect */
+	int64_t client_login_timeout;   /* default 60 s */
+	int64_t query_timeout;          /* default 0 */
+	int64_t query_wait_timeout;     /* default 120 s */
+	int64_t query_wait_notify;   /* default 5 s: NOTICE to a client waiting longer than this */
+	int64_t client_idle_timeout; /* default 0 */
 	int64_t idle_transaction_timeout; /* default 0 */
-	int64_t transaction_timeout;  /* default 0 */
-	int64_t shutdown_wait_timeout;/* default 60 s: SIGINT waits at most this long for clients */
-	int64_t cancel_wait_timeout;  /* default 10 s */
-	int max_packet_size;          /* default 2147483647 */
-	int pkt_buf;                  /* default 4096: read chunk size */
-	char *logfile;                /* "" = stderr only */
-	char *pidfile;                /* "" = none */
+	int64_t transaction_timeout;      /* default 0 */
+	int64_t shutdown_wait_timeout; /* default 60 s: SIGINT waits at most this long for clients
+	                                */
+	int64_t cancel_wait_timeout;   /* default 10 s */
+	int max_packet_size;           /* default 2147483647 */
+	int pkt_buf;                   /* default 4096: read chunk size */
+	char *logfile;                 /* "" = stderr only */
+	char *pidfile;                 /* "" = none */
 	bool syslog;
-	char *syslog_ident;           /* default "pgtide" */
-	bool log_connections;         /* default on */
-	bool log_disconnections;      /* default on */
-	bool log_pooler_errors;       /* default on */
-	int verbose;                  /* default 0 */
-	char *admin_users;            /* comma-separated */
-	char *stats_users;            /* comma-separated */
+	char *syslog_ident;              /* default "pgtide" */
+	bool log_connections;            /* default on */
+	bool log_disconnections;         /* default on */
+	bool log_pooler_errors;          /* default on */
+	int verbose;                     /* default 0 */
+	char *admin_users;               /* comma-separated */
+	char *stats_users;               /* comma-separated */
 	char *ignore_startup_parameters; /* accepted; pgtide honours every parameter anyway */
 	char *application_name_add_host; /* accepted for compatibility */
-	bool tcp_keepalive;           /* default on */
+	bool tcp_keepalive;              /* default on */
 	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt; /* 0 = OS default */
-	int max_prepared_statements;  /* default 200 (used by the prepared-statement module) */
-	char *error_kind_field;       /* default "K"; "" turns the extra error field off */
-	char *metrics_listen;         /* "" = off */
+	int max_prepared_statements; /* default 200 (used by the prepared-statement module) */
+	char *error_kind_field;      /* default "K"; "" turns the extra error field off */
+	char *metrics_listen;        /* "" = off */
 
 	struct config_db *dbs;
 	size_t n_dbs;
 	struct config_user *users;
 	size_t n_users;
 
-	char *path;                   /* the ini file this came from, or NULL */
+	char *path; /* the ini file this came from, or NULL */
 };
 
 /* A diagnostic produced while loading: a warning (unknown key) or the error that stopped it. */
 struct config_diag {
 	char *file;
 	int line;
-	char *key;      /* may be NULL */
+	char *key; /* may be NULL */
 	char *message;
 };
 
 /* Result of config_parse. */
 enum config_result {
 	CONFIG_OK = 0,
-	CONFIG_ERROR,   /* a known key had a bad value, a line could not be parsed, ... */
-	CONFIG_IO,      /* the file could not be read */
+	CONFIG_ERROR, /* a known key had a bad value, a line could not be parsed, ... */
+	CONFIG_IO,    /* the file could not be read */
 };
 
 /*
@@ -147,20 +150,20 @@ void config_defaults(struct config *cfg);
  * says what and where; cfg is left freed. The caller frees diags with config_diag_free.
  */
 enum config_result config_parse(struct config *cfg, const char *text, size_t len, const char *file,
-				config_conn_keyword_fn kw_ok, struct config_diag **warnings,
-				size_t *n_warnings, struct config_diag *err);
+                                config_conn_keyword_fn kw_ok, struct config_diag **warnings,
+                                size_t *n_warnings, struct config_diag *err);
 
 /* Reads the file at path and parses it (relative auth_file etc. resolved against its folder). */
 enum config_result config_load(struct config *cfg, const char *path, config_conn_keyword_fn kw_ok,
-			       struct config_diag **warnings, size_t *n_warnings,
-			       struct config_diag *err);
+                               struct config_diag **warnings, size_t *n_warnings,
+                               struct config_diag *err);
 
 /*
  * Parses one libpq-style "key=value key2='quoted value'" string into pairs, as used in
  * [databases] and [users] values. Returns false with *errmsg set (static text) on bad syntax.
  */
 bool config_parse_kv_string(const char *s, struct config_kv **out, size_t *n_out,
-			    const char **errmsg);
+                            const char **errmsg);
 
 /* Finds the entry for database name (exact first, then "*"), or NULL. */
 const struct config_db *config_find_db(const struct config *cfg, const char *name);
@@ -179,7 +182,7 @@ const char *config_auth_type_name(enum auth_type t);
  * Walks every [pgtide] setting for SHOW CONFIG: calls fn(key, value_as_text, arg) in table order.
  */
 void config_each_setting(const struct config *cfg,
-			 void (*fn)(const char *key, const char *value, void *arg), void *arg);
+                         void (*fn)(const char *key, const char *value, void *arg), void *arg);
 
 /* Frees everything cfg owns (safe on a defaults-only or zeroed struct). */
 void config_free(struct config *cfg);

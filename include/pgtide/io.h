@@ -51,8 +51,8 @@ enum pump_action {
 
 /* Why a connection's I/O ended. */
 enum io_end {
-	IO_END_EOF = 0,  /* the peer closed its side */
-	IO_END_ERROR,    /* a socket error (reset, broken pipe, ...) */
+	IO_END_EOF = 0, /* the peer closed its side */
+	IO_END_ERROR,   /* a socket error (reset, broken pipe, ...) */
 };
 
 /*
@@ -70,7 +70,7 @@ enum io_end {
 struct io_ops {
 	void (*on_readable)(void *owner);
 	enum pump_action (*on_message)(void *owner, char type, const uint8_t *msg, uint32_t len,
-				       bool whole);
+	                               bool whole);
 	void (*on_bad_frame)(void *owner);
 	void (*on_end)(void *owner, enum io_end why, int err);
 	void (*on_drained)(void *owner);
@@ -91,35 +91,35 @@ extern const struct io_transport io_transport_plain;
 struct io {
 	struct pt_ctx *ctx;
 	int fd;
-	struct event *rev;          /* persistent read event */
-	struct event *wev;          /* write event, armed only while the kernel refuses bytes */
+	struct event *rev; /* persistent read event */
+	struct event *wev; /* write event, armed only while the kernel refuses bytes */
 	const struct io_transport *tp;
 	void *tp_state;
 	const struct io_ops *ops;
 	void *owner;
 
-	struct iobuf *rbuf;         /* input, NULL while empty */
-	uint32_t max_msg;           /* largest acceptable message length field */
-	uint32_t stream_left;       /* bytes of a message being streamed that are still to come */
+	struct iobuf *rbuf;   /* input, NULL while empty */
+	uint32_t max_msg;     /* largest acceptable message length field */
+	uint32_t stream_left; /* bytes of a message being streamed that are still to come */
 	enum pump_action stream_action; /* FORWARD or DROP for those bytes */
-	uint32_t fwd_pending;       /* bytes at rbuf->start decided FORWARD, not yet sent */
+	uint32_t fwd_pending;           /* bytes at rbuf->start decided FORWARD, not yet sent */
 
-	struct pbuf outq;           /* bytes for this socket that could not be sent yet */
-	size_t outq_off;            /* first unsent byte in outq */
-	struct io *peer;            /* where FORWARD sends to, or NULL */
+	struct pbuf outq; /* bytes for this socket that could not be sent yet */
+	size_t outq_off;  /* first unsent byte in outq */
+	struct io *peer;  /* where FORWARD sends to, or NULL */
 
-	bool reading;               /* read event added */
-	bool want_read;             /* the owner wants input (false: paused by the owner) */
-	bool bp_paused;             /* paused because the peer's out-queue is over IO_OUTQ_HIGH */
-	bool write_armed;           /* write event added */
-	bool notify_drain;          /* call on_drained when the out-queue empties */
-	bool failed;                /* a write failed; on_end is pending */
-	bool closed;                /* io_close was called */
-	bool pumping;               /* inside io_pump (a nested call only asks for another round) */
-	bool repump;                /* a nested io_pump was asked for */
+	bool reading;      /* read event added */
+	bool want_read;    /* the owner wants input (false: paused by the owner) */
+	bool bp_paused;    /* paused because the peer's out-queue is over IO_OUTQ_HIGH */
+	bool write_armed;  /* write event added */
+	bool notify_drain; /* call on_drained when the out-queue empties */
+	bool failed;       /* a write failed; on_end is pending */
+	bool closed;       /* io_close was called */
+	bool pumping;      /* inside io_pump (a nested call only asks for another round) */
+	bool repump;       /* a nested io_pump was asked for */
 	int fail_errno;
 
-	uint64_t bytes_in;          /* totals, for stats */
+	uint64_t bytes_in; /* totals, for stats */
 	uint64_t bytes_out;
 };
 
@@ -170,7 +170,7 @@ void io_consume(struct io *io, uint32_t n);
 struct iobuf_pool {
 	struct iobuf *free;
 	size_t n_free;
-	size_t n_total;  /* pooled buffers in existence (free or in use) */
+	size_t n_total; /* pooled buffers in existence (free or in use) */
 };
 void iobuf_pool_destroy(struct iobuf_pool *p);
 

@@ -13,7 +13,7 @@ struct listener {
 	int fd;
 	struct event *ev;
 	bool is_unix;
-	char *path;  /* Unix socket path, removed on close */
+	char *path; /* Unix socket path, removed on close */
 	char desc[128];
 };
 

@@ -14,14 +14,14 @@ enum log_level {
 
 /* Opens (or reopens, on SIGHUP for log rotation) the log file; "" or NULL means none. */
 bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, int verbose,
-	      bool quiet);
+              bool quiet);
 void log_close(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LEVEL_LOG, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LEVEL_LOG, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_fatal(...) log_msg(LOG_LEVEL_FATAL, __VA_ARGS__)
 

@@ -12,9 +12,9 @@
 #include "pgtide/proto.h"
 
 struct param {
-	char *name;      /* as first seen; compared case-insensitively, as PostgreSQL does */
+	char *name; /* as first seen; compared case-insensitively, as PostgreSQL does */
 	char *value;
-	bool set_by_us;  /* on a server: pgtide SET it (a non-reported parameter) */
+	bool set_by_us; /* on a server: pgtide SET it (a non-reported parameter) */
 };
 
 /* A small ordered table of parameters (a session has a few dozen at most). */

@@ -54,29 +54,30 @@ struct pt_ctx {
 	struct listener *listeners; /* singly linked */
 	struct pool_list pools;
 	struct client_list clients; /* every client that has not been freed */
-	struct client_list login_clients; /* CLIENT_STARTUP and CLIENT_AUTH, for client_login_timeout */
-	uint32_t n_clients;         /* counted against max_client_conn */
+	struct client_list
+	        login_clients; /* CLIENT_STARTUP and CLIENT_AUTH, for client_login_timeout */
+	uint32_t n_clients;    /* counted against max_client_conn */
 	struct cancel_table *cancels;
 
 	struct client_list zombie_clients; /* closed, freed by the reaper */
 	struct server_list zombie_servers;
-	struct io **deferred_io;    /* ios whose write failed; on_end runs in the reaper */
+	struct io **deferred_io; /* ios whose write failed; on_end runs in the reaper */
 	size_t n_deferred_io, cap_deferred_io;
-	struct event *reaper;       /* runs after the current callback: deferred work and frees */
-	struct pool **kick_pools;   /* pools whose waiting clients should be served (pool_kick) */
+	struct event *reaper;     /* runs after the current callback: deferred work and frees */
+	struct pool **kick_pools; /* pools whose waiting clients should be served (pool_kick) */
 	size_t n_kick_pools, cap_kick_pools;
 
-	struct event *janitor;      /* periodic: timeouts, idle servers, min_pool_size */
+	struct event *janitor; /* periodic: timeouts, idle servers, min_pool_size */
 	struct event *sig_hup, *sig_term, *sig_int;
 	enum pt_phase phase;
-	int64_t shutdown_deadline;  /* monotonic usec, for PT_SHUTDOWN_WAIT */
+	int64_t shutdown_deadline; /* monotonic usec, for PT_SHUTDOWN_WAIT */
 
 	struct iobuf_pool bufs;
-	struct pbuf scratch;        /* for building pgtide's own messages; reset before each use */
+	struct pbuf scratch; /* for building pgtide's own messages; reset before each use */
 	uint64_t next_conn_id;
 	int64_t last_accept_error_log; /* rate limit for "out of descriptors" warnings */
-	int reserve_fd;             /* held open so that at EMFILE a client can still be refused */
-	int64_t now;                /* monotonic usec, refreshed per loop callback where needed */
+	int reserve_fd; /* held open so that at EMFILE a client can still be refused */
+	int64_t now;    /* monotonic usec, refreshed per loop callback where needed */
 };
 
 /* Monotonic clock in microseconds. */

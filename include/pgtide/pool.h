@@ -20,9 +20,9 @@ struct pt_ctx;
 struct pool {
 	TAILQ_ENTRY(pool) link;
 	struct pt_ctx *ctx;
-	char *db_name;             /* the name clients use */
-	char *user_name;           /* the server login user (the forced user= or the client's) */
-	bool forced_user;          /* the [databases] entry sets user= */
+	char *db_name;    /* the name clients use */
+	char *user_name;  /* the server login user (the forced user= or the client's) */
+	bool forced_user; /* the [databases] entry sets user= */
 
 	/* Settings resolved from [databases], [users] and [pgtide] (refreshed on reload). */
 	enum pool_mode pool_mode;
@@ -32,11 +32,11 @@ struct pool {
 	int max_db_connections;
 	int max_user_connections;
 	char *connect_query;
-	char **conn_keys;          /* libpq keywords/values for PQconnectStartParams, NULL-ended */
+	char **conn_keys; /* libpq keywords/values for PQconnectStartParams, NULL-ended */
 	char **conn_values;
-	char *conninfo_sig;        /* all of the above as one string, to notice changes on reload */
-	char *password;            /* for the server login, if known (never logged) */
-	bool db_missing;           /* the [databases] entry was removed on reload */
+	char *conninfo_sig; /* all of the above as one string, to notice changes on reload */
+	char *password;     /* for the server login, if known (never logged) */
+	bool db_missing;    /* the [databases] entry was removed on reload */
 
 	struct client_list login_wait;
 	struct client_list idle_clients;
@@ -49,7 +49,7 @@ struct pool {
 	int n_login_wait, n_idle_clients, n_waiting_clients, n_active_clients;
 	int n_connecting, n_idle, n_active, n_used;
 
-	struct params welcome;     /* ParameterStatus set from the first server, for logins */
+	struct params welcome; /* ParameterStatus set from the first server, for logins */
 	bool have_welcome;
 	int64_t last_connect_failure; /* monotonic usec, 0 = none */
 	char fail_sqlstate[6];
@@ -61,7 +61,7 @@ struct pool {
  * (3D000 database "x" does not exist) if no [databases] entry matches.
  */
 struct pool *pool_get(struct pt_ctx *ctx, const char *database, const char *user,
-		      const char *client_password, const char **sqlstate, char **msg);
+                      const char *client_password, const char **sqlstate, char **msg);
 
 /* Servers in the pool, all states but closed. */
 int pool_server_count(const struct pool *p);

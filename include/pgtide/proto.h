@@ -7,13 +7,13 @@
 #include <stdint.h>
 
 /* Request codes carried in the first (untyped) packet instead of a protocol version. */
-#define PROTO_VERSION_3_0 196608u         /* 3 << 16 */
+#define PROTO_VERSION_3_0         196608u /* 3 << 16 */
 #define PROTO_CANCEL_REQUEST_CODE 80877102u
-#define PROTO_SSL_REQUEST_CODE 80877103u
+#define PROTO_SSL_REQUEST_CODE    80877103u
 #define PROTO_GSSENC_REQUEST_CODE 80877104u
 
 #define PROTO_STARTUP_MAX 10000u /* PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
-#define PROTO_HEADER_LEN 5u      /* type byte + int32 length */
+#define PROTO_HEADER_LEN  5u     /* type byte + int32 length */
 
 /* A growable byte buffer for building messages. Owns data; zero-initialise before use. */
 struct pbuf {
@@ -61,43 +61,43 @@ static inline uint32_t proto_get_u32(const uint8_t *p)
 
 /* Result of examining the head of a byte stream for one typed message. */
 enum proto_frame {
-	PROTO_FRAME_OK = 0,   /* *type and *len (total, header included) are set */
-	PROTO_FRAME_PARTIAL,  /* fewer than 5 bytes available */
-	PROTO_FRAME_BAD_LEN,  /* length field < 4 or > max */
+	PROTO_FRAME_OK = 0,  /* *type and *len (total, header included) are set */
+	PROTO_FRAME_PARTIAL, /* fewer than 5 bytes available */
+	PROTO_FRAME_BAD_LEN, /* length field < 4 or > max */
 };
 
 /* Examines a typed message header at p (avail bytes). len includes the type byte. */
 enum proto_frame proto_frame_typed(const uint8_t *p, size_t avail, uint32_t max_len, char *type,
-				   uint32_t *len);
+                                   uint32_t *len);
 
 /* ---- the first packet (StartupMessage, SSLRequest, CancelRequest, ...) ---- */
 
 enum proto_startup_kind {
-	PROTO_STARTUP_MESSAGE,   /* protocol 3.x StartupMessage */
-	PROTO_STARTUP_SSL,       /* SSLRequest */
-	PROTO_STARTUP_GSSENC,    /* GSSENCRequest */
-	PROTO_STARTUP_CANCEL,    /* CancelRequest */
+	PROTO_STARTUP_MESSAGE,     /* protocol 3.x StartupMessage */
+	PROTO_STARTUP_SSL,         /* SSLRequest */
+	PROTO_STARTUP_GSSENC,      /* GSSENCRequest */
+	PROTO_STARTUP_CANCEL,      /* CancelRequest */
 	PROTO_STARTUP_BAD_VERSION, /* an unsupported protocol major version */
-	PROTO_STARTUP_INVALID,   /* malformed: bad length, no terminator, missing user, ... */
+	PROTO_STARTUP_INVALID,     /* malformed: bad length, no terminator, missing user, ... */
 };
 
 /* A parsed StartupMessage parameter list (pointers into the packet body). */
 #define PROTO_STARTUP_MAX_PARAMS 64
 struct proto_startup {
 	enum proto_startup_kind kind;
-	uint32_t version;           /* the version or request code */
-	const char *user;           /* "user" (required) */
-	const char *database;       /* "database", defaults to user */
-	const char *options;        /* "options", or NULL */
-	const char *replication;    /* "replication", or NULL */
-	size_t n_params;            /* every other name/value pair, in order */
+	uint32_t version;        /* the version or request code */
+	const char *user;        /* "user" (required) */
+	const char *database;    /* "database", defaults to user */
+	const char *options;     /* "options", or NULL */
+	const char *replication; /* "replication", or NULL */
+	size_t n_params;         /* every other name/value pair, in order */
 	const char *names[PROTO_STARTUP_MAX_PARAMS];
 	const char *values[PROTO_STARTUP_MAX_PARAMS];
-	size_t n_pq_options;        /* "_pq_." protocol options (unsupported: listed back) */
+	size_t n_pq_options; /* "_pq_." protocol options (unsupported: listed back) */
 	const char *pq_options[PROTO_STARTUP_MAX_PARAMS];
-	uint32_t cancel_pid;        /* CancelRequest fields */
+	uint32_t cancel_pid; /* CancelRequest fields */
 	uint32_t cancel_key;
-	const char *error;          /* what was wrong, for PROTO_STARTUP_INVALID */
+	const char *error; /* what was wrong, for PROTO_STARTUP_INVALID */
 };
 
 /*
@@ -118,23 +118,23 @@ void proto_parse_startup(uint8_t *p, uint32_t len, struct proto_startup *out);
  * something PostgreSQL would refuse (an option other than -c/--).
  */
 bool proto_parse_options(const char *options,
-			 bool (*fn)(const char *name, const char *value, void *arg), void *arg,
-			 const char **err);
+                         bool (*fn)(const char *name, const char *value, void *arg), void *arg,
+                         const char **err);
 
 /* ---- ErrorResponse / NoticeResponse ---- */
 
 /* The fields pgtide reads from an ErrorResponse; pointers into the message body. */
 struct proto_error {
-	const char *severity; /* 'S' (localized) */
+	const char *severity;    /* 'S' (localized) */
 	const char *severity_nl; /* 'V' (never localized) */
-	const char *sqlstate; /* 'C' */
-	const char *message;  /* 'M' */
-	const char *detail;   /* 'D' */
-	const char *hint;     /* 'H' */
-	const char *schema;   /* 's' */
-	const char *table;    /* 't' */
-	const char *column;   /* 'c' */
-	const char *constraint; /* 'n' */
+	const char *sqlstate;    /* 'C' */
+	const char *message;     /* 'M' */
+	const char *detail;      /* 'D' */
+	const char *hint;        /* 'H' */
+	const char *schema;      /* 's' */
+	const char *table;       /* 't' */
+	const char *column;      /* 'c' */
+	const char *constraint;  /* 'n' */
 };
 
 /* Parses an ErrorResponse/NoticeResponse body. Returns false if malformed. */
@@ -142,9 +142,9 @@ bool proto_parse_error(const uint8_t *body, size_t len, struct proto_error *out)
 
 /* Appends an ErrorResponse (type 'E') or NoticeResponse ('N') that pgtide raises itself. */
 void proto_build_error(struct pbuf *b, const char *severity, const char *sqlstate,
-		       const char *message, const char *detail, const char *hint);
+                       const char *message, const char *detail, const char *hint);
 void proto_build_notice(struct pbuf *b, const char *severity, const char *sqlstate,
-			const char *message);
+                        const char *message);
 
 /* ---- other builders ---- */
 
@@ -156,15 +156,16 @@ void proto_build_query(struct pbuf *b, const char *sql);
 void proto_build_terminate(struct pbuf *b);
 /* NegotiateProtocolVersion: the newest minor version supported and the unrecognised options. */
 void proto_build_negotiate_version(struct pbuf *b, uint32_t newest_minor, const char *const *opts,
-				   size_t n_opts);
+                                   size_t n_opts);
 /* RowDescription / DataRow / CommandComplete for result sets pgtide produces itself. */
-void proto_build_row_description(struct pbuf *b, const char *const *names, const uint32_t *type_oids,
-				 size_t n);
-void proto_build_data_row(struct pbuf *b, const char *const *values, size_t n); /* NULL = SQL NULL */
+void proto_build_row_description(struct pbuf *b, const char *const *names,
+                                 const uint32_t *type_oids, size_t n);
+void proto_build_data_row(struct pbuf *b, const char *const *values,
+                          size_t n); /* NULL = SQL NULL */
 void proto_build_command_complete(struct pbuf *b, const char *tag);
 
 /* Parses a ParameterStatus body into name and value. */
 bool proto_parse_parameter_status(const uint8_t *body, size_t len, const char **name,
-				  const char **value);
+                                  const char **value);
 
 #endif

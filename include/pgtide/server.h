@@ -21,11 +21,11 @@ struct event;
 enum server_state {
 	SERVER_CONNECTING = 0, /* libpq connect in progress; pool->connecting */
 	SERVER_IDLE,           /* ready, unlinked; pool->idle (most recently used first) */
-	SERVER_SYNC,           /* linked; running pgtide's SETs before the client's work; pool->active */
-	SERVER_ACTIVE,         /* linked; relaying for its client; pool->active */
-	SERVER_RESET,          /* unlinked; running ROLLBACK / server_reset_query; pool->used */
-	SERVER_DRAIN,          /* unlinked; its client left mid-query: discarding, cancel sent; pool->used */
-	SERVER_CLOSED,         /* closed; ctx->zombie_servers until freed */
+	SERVER_SYNC,   /* linked; running pgtide's SETs before the client's work; pool->active */
+	SERVER_ACTIVE, /* linked; relaying for its client; pool->active */
+	SERVER_RESET,  /* unlinked; running ROLLBACK / server_reset_query; pool->used */
+	SERVER_DRAIN, /* unlinked; its client left mid-query: discarding, cancel sent; pool->used */
+	SERVER_CLOSED, /* closed; ctx->zombie_servers until freed */
 };
 
 struct server {
@@ -34,29 +34,29 @@ struct server {
 	struct pool *pool;
 	enum server_state state;
 	uint64_t id;
-	void *pg;                  /* PGconn *; owns the socket and lives as long as we do */
-	struct event *poll_ev;     /* one-shot event while connecting */
-	struct event *timer;       /* connect timeout, drain timeout */
+	void *pg;              /* PGconn *; owns the socket and lives as long as we do */
+	struct event *poll_ev; /* one-shot event while connecting */
+	struct event *timer;   /* connect timeout, drain timeout */
 	struct io io;
-	bool io_ready;             /* io_init done (after takeover) */
-	struct client *client;     /* linked client, or NULL */
+	bool io_ready;         /* io_init done (after takeover) */
+	struct client *client; /* linked client, or NULL */
 	uint32_t backend_pid;
-	struct params params;      /* the session's current parameters (see params.h) */
+	struct params params; /* the session's current parameters (see params.h) */
 
-	char txn_status;           /* from the last ReadyForQuery: 'I', 'T' or 'E' */
-	int rfq_pending;           /* ReadyForQuery messages the linked client still expects */
-	int internal_pending;      /* ReadyForQuery messages for pgtide's own queries */
-	bool unsynced;             /* client sent extended-protocol messages without a Sync yet */
-	bool copy_in;              /* in COPY FROM STDIN: the server waits for CopyData */
-	bool got_fatal;            /* a FATAL ErrorResponse was forwarded; EOF follows */
-	bool sync_failed;          /* an error came back for pgtide's SETs */
-	char sync_sqlstate[6];     /* ... and what it said, for the client's FATAL */
+	char txn_status;       /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	int rfq_pending;       /* ReadyForQuery messages the linked client still expects */
+	int internal_pending;  /* ReadyForQuery messages for pgtide's own queries */
+	bool unsynced;         /* client sent extended-protocol messages without a Sync yet */
+	bool copy_in;          /* in COPY FROM STDIN: the server waits for CopyData */
+	bool got_fatal;        /* a FATAL ErrorResponse was forwarded; EOF follows */
+	bool sync_failed;      /* an error came back for pgtide's SETs */
+	char sync_sqlstate[6]; /* ... and what it said, for the client's FATAL */
 	char sync_message[256];
-	bool close_when_idle;      /* config changed, lifetime over, ...: close instead of reuse */
+	bool close_when_idle; /* config changed, lifetime over, ...: close instead of reuse */
 
-	int64_t created_at;        /* monotonic usec */
+	int64_t created_at; /* monotonic usec */
 	int64_t idle_since;
-	uint64_t n_linked;         /* times linked to a client */
+	uint64_t n_linked; /* times linked to a client */
 };
 
 /* Starts a new server connection for pool (state CONNECTING). NULL if it could not start. */
