@@ -633,10 +633,38 @@ static enum pump_action server_on_message(void *arg, char type, const uint8_t *m
 	return PUMP_DROP;
 }
 
+/*
+ * Transaction and statement pooling: the server goes back to the pool at ReadyForQuery 'I' once
+ * nothing the client sent is still in flight (a pipelined batch, an extended-protocol batch
+ * without its Sync, a COPY, or a message half-forwarded).
+ */
+static void maybe_release(struct server *s)
+{
+	struct client *c = s->client;
+	enum pool_mode mode = s->pool->pool_mode;
+	if (!c || mode == POOL_MODE_SESSION || c->login_pending)
+		return;
+	if (s->rfq_pending > 0 || s->unsynced || s->copy_in)
+		return;
+	if (s->txn_status != 'I') {
+		if (mode == POOL_MODE_STATEMENT)
+			client_close(c, "0A000",
+				     "transaction blocks not allowed in statement pooling mode");
+		return;
+	}
+	if (c->io.stream_left > 0)
+		return;
+	server_release(s, false);
+	client_set_state(c, CLIENT_IDLE);
+}
+
 /* State changes that wait until the pump is done with this buffer. */
 static void after_pump(struct server *s)
 {
 	switch (s->state) {
+	case SERVER_ACTIVE:
+		maybe_release(s);
+		return;
 	case SERVER_SYNC:
 		if (s->internal_pending > 0)
 			return;
