@@ -332,9 +332,9 @@ static void process_startup(struct client *c, struct proto_startup *st)
 		}
 	}
 	if (st->options && st->options[0]) {
-		const char *err = NULL;
-		if (!proto_parse_options(st->options, add_option_param, c, &err)) {
-			client_close(c, "08P01", "%s", err);
+		char err[256];
+		if (!proto_parse_options(st->options, add_option_param, c, err, sizeof(err))) {
+			client_close(c, "42601", "%s", err);
 			return;
 		}
 	}

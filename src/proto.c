@@ -1,6 +1,7 @@
 /* PostgreSQL protocol 3.0: framing, field readers and message builders. Pure: no I/O. */
 #include "pgtide/proto.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,19 +272,19 @@ void proto_parse_startup(uint8_t *p, uint32_t len, struct proto_startup *out)
  */
 bool proto_parse_options(const char *options,
                          bool (*fn)(const char *name, const char *value, void *arg), void *arg,
-                         const char **err)
+                         char *err, size_t errlen)
 {
 	size_t n = strlen(options);
 	char *buf = malloc(n + 1);
 	if (!buf) {
-		*err = "out of memory";
+		snprintf(err, errlen, "out of memory");
 		return false;
 	}
 	/* Split into words, unescaping. */
 	char **words = calloc(n / 2 + 2, sizeof(char *));
 	if (!words) {
 		free(buf);
-		*err = "out of memory";
+		snprintf(err, errlen, "out of memory");
 		return false;
 	}
 	size_t nw = 0, o = 0;
@@ -313,7 +314,8 @@ bool proto_parse_options(const char *options,
 		char *setting = NULL;
 		if (strcmp(w, "-c") == 0) {
 			if (i + 1 >= nw) {
-				*err = "invalid command-line argument for server process: -c";
+				snprintf(err, errlen,
+				         "invalid command-line argument for server process: -c");
 				ok = false;
 				break;
 			}
@@ -323,14 +325,23 @@ bool proto_parse_options(const char *options,
 		} else if (strncmp(w, "--", 2) == 0) {
 			setting = w + 2;
 		} else {
-			*err = "invalid command-line argument for server process";
+			snprintf(err, errlen,
+			         "invalid command-line argument for server process: %.200s", w);
 			ok = false;
 			break;
 		}
 		char *eq = strchr(setting, '=');
-		if (!eq || eq == setting) {
-			*err = "invalid command-line argument for server process: missing '=' in "
-			       "-c option";
+		if (eq == setting) {
+			snprintf(err, errlen, "unrecognized configuration parameter \"\"");
+			ok = false;
+			break;
+		}
+		if (!eq) {
+			/* PostgreSQL's wording when ParseLongOption finds no value. */
+			if (strncmp(w, "--", 2) == 0)
+				snprintf(err, errlen, "--%.200s requires a value", setting);
+			else
+				snprintf(err, errlen, "-c %.200s requires a value", setting);
 			ok = false;
 			break;
 		}
@@ -340,7 +351,7 @@ bool proto_parse_options(const char *options,
 			if (*c == '-')
 				*c = '_';
 		if (!fn(setting, eq + 1, arg)) {
-			*err = "invalid startup option";
+			snprintf(err, errlen, "invalid startup option");
 			ok = false;
 		}
 	}

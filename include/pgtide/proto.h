@@ -114,12 +114,13 @@ void proto_parse_startup(uint8_t *p, uint32_t len, struct proto_startup *out);
 
 /*
  * Splits a startup "options" value into "-c name=value" / "--name=value" settings, honouring
- * backslash escapes as PostgreSQL does. Calls fn for each; returns false (with *err) on
- * something PostgreSQL would refuse (an option other than -c/--).
+ * backslash escapes as PostgreSQL does. Calls fn for each; returns false, with PostgreSQL's
+ * message in err (its SQLSTATE is 42601), on something PostgreSQL would refuse (an option
+ * other than -c/--, a setting without a value).
  */
 bool proto_parse_options(const char *options,
                          bool (*fn)(const char *name, const char *value, void *arg), void *arg,
-                         const char **err);
+                         char *err, size_t errlen);
 
 /* ---- ErrorResponse / NoticeResponse ---- */
 

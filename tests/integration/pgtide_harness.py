@@ -39,7 +39,14 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
 
 
 def pgtide_bin():
-    return os.environ.get("PGTIDE_BIN") or os.path.join(REPO_ROOT, "pgtide")
+    """PGTIDE_BIN, else an in-tree build (<repo>/pgtide), else scripts/bootstrap's build/."""
+    if os.environ.get("PGTIDE_BIN"):
+        return os.environ["PGTIDE_BIN"]
+    in_tree = os.path.join(REPO_ROOT, "pgtide")
+    out_of_tree = os.path.join(REPO_ROOT, "build", "pgtide")
+    if not os.path.exists(in_tree) and os.path.exists(out_of_tree):
+        return out_of_tree
+    return in_tree
 
 
 def pg_tool(name):
@@ -1052,3 +1059,54 @@ class BackendSampler:
     def __exit__(self, *a):
         self._stop.set()
         self._thread.join(10)
+
+
+# ---- extended-protocol message builders (raw) ---------------------------------------------------
+
+def _cstr(s):
+    return s.encode() + b"\0"
+
+
+def parse_msg(sql, name="", param_oids=()):
+    body = _cstr(name) + _cstr(sql) + struct.pack("!H", len(param_oids))
+    body += b"".join(struct.pack("!I", o) for o in param_oids)
+    return message(b"P", body)
+
+
+def bind_msg(params=(), portal="", stmt=""):
+    body = _cstr(portal) + _cstr(stmt) + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for v in params:
+        if v is None:
+            body += struct.pack("!i", -1)
+        else:
+            b = v.encode() if isinstance(v, str) else v
+            body += struct.pack("!i", len(b)) + b
+    return message(b"B", body + struct.pack("!H", 0))
+
+
+def describe_msg(kind="P", name=""):
+    return message(b"D", kind.encode() + _cstr(name))
+
+
+def execute_msg(portal="", max_rows=0):
+    return message(b"E", _cstr(portal) + struct.pack("!I", max_rows))
+
+
+def sync_msg():
+    return message(b"S")
+
+
+def flush_msg():
+    return message(b"H")
+
+
+def copy_data_msg(data):
+    return message(b"d", data)
+
+
+def copy_done_msg():
+    return message(b"c")
+
+
+def copy_fail_msg(reason):
+    return message(b"f", _cstr(reason))

@@ -157,3 +157,14 @@ def test_secrets_never_logged(pgtide, pg, auth_type):
     for s in (pw, wrong, md5, md5[3:], scram, scram.split("$")[-1].split(":")[0],
               hashlib.md5(pw.encode()).hexdigest()):
         assert s not in text, f"a secret ({s[:6]}...) appears in the log"
+
+
+def test_userlist_quoting(pgtide, pg):
+    secret = 'p"a ss\\w;#rd'  # a quote (written "" in the file), a space, a backslash
+    p = pgtide.start(databases={"app": f"host=127.0.0.1 port={pg.port} dbname=app "
+                                       f"user=app password=app"},
+                     userlist=[("app", secret), ('we"ird user', "x")])
+    with p.connect(password=secret) as c:
+        assert c.execute("select current_user").fetchone() == ("app",)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        p.connect(password='p"a ss')

@@ -313,3 +313,53 @@ def test_half_closed_client(pgtide):
     assert closed, "a client that shut down its side was never closed"
     c.close()
     healthy(p)
+
+
+@pytest.mark.parametrize("sql", ["select pg_sleep(0.5)", "begin; select pg_sleep(0.5)",
+                                 "begin; select 1"], ids=["query", "txn-query", "open-txn"])
+def test_terminate_while_busy(pgtide, sql):
+    p = pgtide.start({"default_pool_size": 1})
+    c = logged_in(p, True)
+    c.send(h.query_message(sql) + h.terminate_message())
+    time.sleep(0.05)
+    c.close()
+    t0 = time.monotonic()
+    with p.connect() as c2:
+        assert c2.execute("select 'next'").fetchone() == ("next",)
+        assert c2.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        row = c2.execute("select xact_start = query_start from pg_stat_activity "
+                         "where pid = pg_backend_pid()").fetchone()
+        assert row == (True,), "the next client landed inside the old transaction"
+    assert time.monotonic() - t0 < 5
+
+
+def test_client_gone_during_copy_in(pgtide, pg):
+    p = pgtide.start({"default_pool_size": 1})
+    pg.admin_sql("CREATE TABLE IF NOT EXISTS copy_gone (x int)", db="app")
+    pg.admin_sql("ALTER TABLE copy_gone OWNER TO app", db="app")
+    pg.admin_sql("TRUNCATE copy_gone", db="app")
+    try:
+        c = logged_in(p, True)
+        c.send(h.query_message("COPY copy_gone FROM STDIN"))
+        assert c.recv_msg()[0] == "G"
+        c.send(h.copy_data_msg(b"1\n2\n3\n"))
+        c.abort()
+        with p.connect() as c2:
+            assert c2.execute("select count(*) from copy_gone").fetchone() == (0,)
+            assert c2.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert c2.execute("select 1").fetchone() == (1,)
+    finally:
+        pg.admin_sql("DROP TABLE IF EXISTS copy_gone", db="app")
+
+
+def test_client_gone_during_copy_out(pgtide):
+    p = pgtide.start({"default_pool_size": 1})
+    c = logged_in(p, True)
+    c.send(h.query_message("COPY (select repeat('y', 1000) from generate_series(1, 100000)) "
+                           "TO STDOUT"))
+    assert c.recv_msg()[0] == "H"
+    c.abort()
+    t0 = time.monotonic()
+    with p.connect() as c2:
+        assert c2.execute("select 'after copy out'").fetchone() == ("after copy out",)
+    assert time.monotonic() - t0 < 10

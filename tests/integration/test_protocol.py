@@ -369,3 +369,82 @@ def test_errors_pass_through_with_all_fields(pgtide, pg, table):
         assert d.constraint_name == f"{t}_email_key"
         assert d.table_name == t and d.schema_name == "public"
         assert d.message_detail == "Key (email)=(a@x) already exists."
+
+
+# ---- raw extended protocol --------------------------------------------------------------------
+
+def _types_until(c, stop, timeout=5):
+    got = []
+    while True:
+        t, body = c.recv_msg(timeout)
+        got.append((t, body))
+        if t in stop:
+            return got
+
+
+def test_flush_without_sync_is_answered(pgtide):
+    p = pgtide.start()
+    with p.raw() as c:
+        assert c.login("app", "app", "app").ok
+        c.send(h.parse_msg("select $1::int * 2", param_oids=(23,)) + h.flush_msg())
+        t, _ = c.recv_msg(5)  # no Sync yet: pgtide must forward on Flush
+        assert t == "1", t
+        c.send(h.bind_msg(["21"]) + h.describe_msg("P") + h.execute_msg() + h.flush_msg())
+        got = _types_until(c, {"C"})
+        assert [t for t, _ in got] == ["2", "T", "D", "C"]
+        assert got[2][1][6:] == b"42"
+        c.send(h.sync_msg())
+        t, body = c.recv_msg(5)
+        assert (t, body) == ("Z", b"I")
+
+
+def test_portal_suspended_and_resumed(pgtide):
+    p = pgtide.start()
+    with p.raw() as c:
+        assert c.login("app", "app", "app").ok
+        c.send(h.query_message("begin"))
+        assert c.read_results().status == "T"
+        c.send(h.parse_msg("select generate_series(1, 5)", name="s1") +
+               h.bind_msg(portal="p1", stmt="s1") + h.execute_msg("p1", 2) + h.sync_msg())
+        got = _types_until(c, {"Z"})
+        assert [t for t, _ in got] == ["1", "2", "D", "D", "s", "Z"]
+        c.send(h.execute_msg("p1", 0) + h.sync_msg())
+        got = _types_until(c, {"Z"})
+        assert [t for t, _ in got] == ["D", "D", "D", "C", "Z"]
+        assert got[-1][1] == b"T"
+        # an error in the middle of an extended batch: the rest is skipped up to Sync
+        c.send(h.parse_msg("select 1/0") + h.bind_msg() + h.execute_msg() +
+               h.parse_msg("select 'skipped'") + h.bind_msg() + h.execute_msg() + h.sync_msg())
+        got = _types_until(c, {"Z"})
+        types = [t for t, _ in got]
+        # 1/0 is folded at Bind, so BindComplete may or may not come first
+        assert types in (["1", "2", "E", "Z"], ["1", "E", "Z"]), types
+        err = h.parse_error(dict(got)["E"])
+        assert err.sqlstate == "22012" and got[-1][1] == b"E"
+        assert c.query("rollback").status == "I"
+
+
+def test_copy_fail_from_client(pgtide, table):
+    p = pgtide.start()
+    t = table("id int")
+    with p.connect() as c:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with c.cursor().copy(f"COPY {t} FROM STDIN") as cp:
+                cp.write_row((1,))
+                raise RuntimeError("client gave up")
+        assert c.execute(f"select count(*) from {t}").fetchone() == (0,)
+    with p.raw() as c:
+        assert c.login("app", "app", "app").ok
+        c.send(h.query_message(f"COPY {t} FROM STDIN"))
+        t_, _ = c.recv_msg()
+        assert t_ == "G"
+        c.send(h.copy_data_msg(b"1\n2\n") + h.copy_fail_msg("raw gave up"))
+        qr = c.read_results()
+        assert [e.sqlstate for e in qr.errors] == ["57014"], qr.errors
+        assert "raw gave up" in qr.errors[0].message
+        assert qr.status == "I"
+        c.send(h.query_message(f"COPY {t} FROM STDIN"))
+        assert c.recv_msg()[0] == "G"
+        c.send(h.copy_data_msg(b"7\n8\n") + h.copy_done_msg())
+        qr = c.read_results()
+        assert not qr.errors and qr.results[-1][2] == "COPY 2"

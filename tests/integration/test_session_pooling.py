@@ -197,3 +197,48 @@ def test_client_gone_mid_transaction_does_not_leak(pgtide, pg):
         row = c.execute("select xact_start = query_start from pg_stat_activity "
                         "where pid = pg_backend_pid()").fetchone()
         assert row == (True,), "the server was still inside the old transaction"
+
+
+def _show_all(c):
+    keys = ("application_name", "search_path", "TimeZone", "DateStyle", "client_encoding",
+            "statement_timeout", "work_mem", "IntervalStyle")
+    return {k: c.execute(f'show "{k}"').fetchone()[0] for k in keys}, \
+        {k: c.info.parameter_status(k) for k in ("application_name", "TimeZone", "DateStyle",
+                                                  "client_encoding", "IntervalStyle")}
+
+
+def test_startup_parameters_do_not_leak_to_next_session(pgtide, pg):
+    p = pgtide.start({"default_pool_size": 1})
+    first = dict(application_name="first", client_encoding="LATIN1",
+                 options="-c search_path=s1 -c TimeZone=Asia/Tokyo -c DateStyle=German "
+                         "-c statement_timeout=5s -c work_mem=5MB -c IntervalStyle=iso_8601")
+    with p.connect(**first) as a:
+        pid = _pid(a)
+        a.execute("set work_mem = '6MB'")
+    with psycopg.connect(pg.dsn(), autocommit=True) as direct:
+        expected = _show_all(direct)
+    with p.connect() as b:
+        assert _pid(b) == pid
+        assert _show_all(b) == expected
+    with psycopg.connect(pg.dsn(application_name="second", options="-c TimeZone=UTC"),
+                         autocommit=True) as direct:
+        expected = _show_all(direct)
+    with p.connect(application_name="second", options="-c TimeZone=UTC") as b:
+        assert _pid(b) == pid
+        assert _show_all(b) == expected
+
+
+@pytest.mark.deadline(60)
+def test_many_clients_queue_for_few_servers(pgtide, pg):
+    p = pgtide.start({"default_pool_size": 4, "max_client_conn": 200})
+
+    def session(n):
+        with p.connect(application_name=f"q{n}") as c:
+            for i in range(3):
+                assert c.execute("select %s::int, pg_sleep(0.02)", (n * 10 + i,)).fetchone()[0] \
+                    == n * 10 + i
+        return n
+    with h.BackendSampler(pg, user="app", db="app") as sampler:
+        jobs = [h.Background(session, n) for n in range(40)]
+        assert sorted(j.result(timeout=40) for j in jobs) == list(range(40))
+    assert sampler.max <= 4, f"PostgreSQL saw {sampler.max} backends with default_pool_size=4"

@@ -1,5 +1,6 @@
 // node-postgres (pg@8) through pgtide. PGTIDE_URL names the pgtide to use, e.g.
-// postgresql://app:app@127.0.0.1:6432/app; tests/integration/test_node_pg.py starts one and sets it.
+// postgresql://app:app@127.0.0.1:6432/app; tests/integration/test_node_pg.py starts one and
+// sets it.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -41,7 +42,8 @@ describe('node-postgres through pgtide', { skip, timeout: 60000 }, () => {
   });
 
   test('parameterized query (extended protocol)', async () => {
-    const r = await client.query('select $1::int + $2::int as sum, $3::text as t', [40, 2, 'héllo']);
+    const r = await client.query('select $1::int + $2::int as sum, $3::text as t',
+      [40, 2, 'héllo']);
     assert.deepEqual(r.rows, [{ sum: 42, t: 'héllo' }]);
     const named = { name: 'tide_stmt', text: 'select $1::int * 2 as d', values: [21] };
     assert.equal((await client.query(named)).rows[0].d, 42);
