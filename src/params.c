@@ -35,6 +35,12 @@ static bool in_list(const char *const *list, size_t n, const char *name)
 	return false;
 }
 
+const char *const *params_reported_names(size_t *n)
+{
+	*n = sizeof(reported) / sizeof(reported[0]);
+	return reported;
+}
+
 bool params_is_reported(const char *name)
 {
 	return in_list(reported, sizeof(reported) / sizeof(reported[0]), name);

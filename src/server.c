@@ -236,22 +236,9 @@ static void take_over(struct server *s)
 {
 	struct pt_ctx *ctx = s->ctx;
 	PGconn *pg = s->pg;
-	static const char *const names[] = {
-	        "application_name",
-	        "client_encoding",
-	        "DateStyle",
-	        "default_transaction_read_only",
-	        "in_hot_standby",
-	        "integer_datetimes",
-	        "IntervalStyle",
-	        "is_superuser",
-	        "server_encoding",
-	        "server_version",
-	        "session_authorization",
-	        "standard_conforming_strings",
-	        "TimeZone",
-	};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+	size_t n_names;
+	const char *const *names = params_reported_names(&n_names);
+	for (size_t i = 0; i < n_names; i++) {
 		const char *v = PQparameterStatus(pg, names[i]);
 		if (v)
 			params_set(&s->params, names[i], v);
@@ -649,7 +636,7 @@ static void maybe_release(struct server *s)
 	if (s->txn_status != 'I') {
 		if (mode == POOL_MODE_STATEMENT)
 			client_close(c, "0A000",
-				     "transaction blocks not allowed in statement pooling mode");
+			             "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
 	if (c->io.stream_left > 0)

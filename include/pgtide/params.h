@@ -32,6 +32,8 @@ void params_remove(struct params *p, const char *name);
 bool params_copy(struct params *dst, const struct params *src);
 void params_free(struct params *p);
 
+/* The parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT); *n is set. */
+const char *const *params_reported_names(size_t *n);
 /* True for the parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT). */
 bool params_is_reported(const char *name);
 /*
