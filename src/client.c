@@ -413,6 +413,7 @@ void client_login_complete(struct client *c)
 	}
 	params_free(&c->params);
 	c->params = wanted;
+	c->params_sig = params_signature(&c->params);
 
 	if (!cancel_register(ctx->cancels, c, &c->cancel_pid, &c->cancel_key)) {
 		client_close(c, "53200", "out of memory");
@@ -599,6 +600,57 @@ static bool valid_frontend_type(char t)
 	}
 }
 
+/* Skips whitespace and SQL comments. */
+static const uint8_t *skip_space(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end) {
+		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f') {
+			p++;
+		} else if (p + 1 < end && p[0] == '-' && p[1] == '-') {
+			while (p < end && *p != '\n')
+				p++;
+		} else if (p + 1 < end && p[0] == '/' && p[1] == '*') {
+			p += 2;
+			while (p + 1 < end && !(p[0] == '*' && p[1] == '/'))
+				p++;
+			p += 2;
+		} else {
+			break;
+		}
+	}
+	return p;
+}
+
+/* Case-insensitive match of a keyword followed by a non-identifier byte. */
+static bool match_word(const uint8_t **pp, const uint8_t *end, const char *word)
+{
+	const uint8_t *p = *pp;
+	for (const char *w = word; *w; w++, p++) {
+		if (p >= end || (*p | 0x20) != *w)
+			return false;
+	}
+	if (p < end && ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+		return false;
+	*pp = p;
+	return true;
+}
+
+/*
+ * True if a simple Query starts with a SET that leaves nothing behind in the session: SET
+ * TRANSACTION, SET LOCAL, SET SESSION CHARACTERISTICS, SET CONSTRAINTS (Prisma sends SET
+ * TRANSACTION ISOLATION LEVEL inside its transactions). The server's "SET" tag for it then does
+ * not mark the session dirty.
+ */
+static bool starts_with_benign_set(const uint8_t *sql, uint32_t len)
+{
+	const uint8_t *end = sql + len, *p = skip_space(sql, end);
+	if (!match_word(&p, end, "set"))
+		return false;
+	p = skip_space(p, end);
+	return match_word(&p, end, "transaction") || match_word(&p, end, "local") ||
+	       match_word(&p, end, "constraints") || match_word(&p, end, "session");
+}
+
 static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
                                           bool whole)
 {
@@ -629,6 +681,12 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 
 	switch (type) {
 	case 'Q':
+		if (!whole && len <= 1024)
+			return PUMP_NEED_WHOLE;
+		if (whole && starts_with_benign_set(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN))
+			s->benign_sets++;
+		s->rfq_pending++;
+		break;
 	case 'F':
 		s->rfq_pending++;
 		break;
@@ -671,4 +729,5 @@ static void client_on_end(void *arg, enum io_end why, int err)
 void client_param_changed(struct client *c, const char *name, const char *value)
 {
 	params_set(&c->params, name, value);
+	c->params_sig = params_signature(&c->params);
 }

@@ -126,6 +126,31 @@ void params_free(struct params *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* FNV-1a, then a final mix so that summing per-pair hashes stays well distributed. */
+static uint64_t pair_hash(const char *name, const char *value)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+		unsigned char l = (*c >= 'A' && *c <= 'Z') ? (unsigned char)(*c + 32) : *c;
+		h = (h ^ l) * 0x100000001b3ull;
+	}
+	h = (h ^ 0xff) * 0x100000001b3ull; /* separator that no name byte can be */
+	for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h;
+}
+
+uint64_t params_signature(const struct params *p)
+{
+	uint64_t sig = 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < p->n; i++)
+		sig += pair_hash(p->v[i].name, p->v[i].value);
+	return sig ? sig : 1;
+}
+
 void params_quote_name(struct pbuf *b, const char *name)
 {
 	pbuf_put_u8(b, '"');

@@ -357,19 +357,27 @@ static void start_reset(struct server *s)
 		send_query(s, "ROLLBACK");
 	bool session = s->pool->pool_mode == POOL_MODE_SESSION;
 	const char *q = cfg->server_reset_query;
+	bool reset_all = false;
 	if (q && q[0] && (session || cfg->server_reset_query_always)) {
 		send_query(s, q);
-		if (resets_all_params(q)) {
-			/* RESET ALL drops what pgtide SET; the reported ones come back as
-			 * ParameterStatus. */
-			for (size_t i = 0; i < s->params.n;) {
-				if (s->params.v[i].set_by_us)
-					params_remove(&s->params, s->params.v[i].name);
-				else
-					i++;
-			}
-		}
+		reset_all = resets_all_params(q);
 	}
+	if (s->session_dirty && !reset_all) {
+		/* A client changed the session (SET, RESET, DISCARD ALL): back to the defaults. */
+		send_query(s, "RESET ALL");
+		reset_all = true;
+	}
+	if (reset_all) {
+		/* RESET ALL drops what pgtide SET; reported values come back as ParameterStatus. */
+		for (size_t i = 0; i < s->params.n;) {
+			if (s->params.v[i].set_by_us)
+				params_remove(&s->params, s->params.v[i].name);
+			else
+				i++;
+		}
+		s->synced_sig = 0;
+	}
+	s->session_dirty = false;
 	if (s->internal_pending == 0) {
 		server_set_state(s, SERVER_IDLE);
 		pool_kick(s->pool);
@@ -391,6 +399,12 @@ void server_link(struct server *s, struct client *c)
 
 	if (log_debug_enabled())
 		SLOG(LOG_LEVEL_DEBUG, s, "linked to client c%llu", (unsigned long long)c->id);
+	s->benign_sets = 0;
+	/* The common case: the server is already in exactly this client's parameter state. */
+	if (!s->session_dirty && s->synced_sig != 0 && s->synced_sig == c->params_sig) {
+		server_set_state(s, SERVER_ACTIVE);
+		return;
+	}
 	struct pbuf sql = {0};
 	size_t n = params_sync_sql(&c->params, &s->params, &sql);
 	if (n > 0 && !sql.oom) {
@@ -398,6 +412,7 @@ void server_link(struct server *s, struct client *c)
 		server_set_state(s, SERVER_SYNC);
 		send_query(s, (const char *)sql.data);
 	} else {
+		s->synced_sig = c->params_sig;
 		server_set_state(s, SERVER_ACTIVE);
 	}
 	pbuf_free(&sql);
@@ -543,6 +558,24 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 	}
 }
 
+/*
+ * A client's SET, RESET or DISCARD ALL changes the session beyond what pgtide tracks: the server
+ * gets RESET ALL before anyone else uses it, so no setting leaks from one client to the next.
+ * (SET TRANSACTION / SET LOCAL ... were counted as harmless when the client sent them.)
+ */
+static void note_command_tag(struct server *s, const char *tag, uint32_t len)
+{
+	if (len == 4 && memcmp(tag, "SET", 4) == 0) {
+		if (s->benign_sets > 0)
+			s->benign_sets--;
+		else
+			s->session_dirty = true;
+	} else if ((len == 6 && memcmp(tag, "RESET", 6) == 0) ||
+	           (len == 12 && memcmp(tag, "DISCARD ALL", 12) == 0)) {
+		s->session_dirty = true;
+	}
+}
+
 static enum pump_action on_message_active(struct server *s, char type, const uint8_t *msg,
                                           uint32_t len, bool whole)
 {
@@ -563,6 +596,7 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 		                                 &name, &value)) {
 			params_set(&s->params, name, value);
 			client_param_changed(s->client, name, value);
+			s->synced_sig = s->client->params_sig; /* both changed alike */
 		}
 		return PUMP_FORWARD;
 	}
@@ -582,7 +616,10 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 		s->copy_in = true;
 		return PUMP_FORWARD;
 	case 'C':
+		if (!whole)
+			return PUMP_NEED_WHOLE;
 		s->copy_in = false;
+		note_command_tag(s, (const char *)msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN);
 		return PUMP_FORWARD;
 	default:
 		return PUMP_FORWARD;
@@ -674,6 +711,8 @@ static void after_pump(struct server *s)
 			if (sv && strcmp(sv, cp->value) != 0)
 				params_set(&s->client->params, cp->name, sv);
 		}
+		s->client->params_sig = params_signature(&s->client->params);
+		s->synced_sig = s->client->params_sig;
 		server_set_state(s, SERVER_ACTIVE);
 		client_server_ready(s->client);
 		return;

@@ -42,6 +42,7 @@ struct client {
 	char *user;            /* from the startup packet */
 	char *database;
 	struct params params; /* what this client wants (see params.h) */
+	uint64_t params_sig;  /* params_signature(&params), kept current */
 	struct auth_exchange *auth;
 	bool admin; /* connected to the admin console database (later issue) */
 

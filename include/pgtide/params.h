@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pgtide/proto.h"
 
@@ -57,6 +58,13 @@ size_t params_sync_sql(const struct params *client, const struct params *server,
  * forgets the ones it reset. (Reported ones arrive as ParameterStatus messages.)
  */
 void params_sync_done(const struct params *client, struct params *server);
+
+/*
+ * A 64-bit signature of a parameter set, independent of order and of the letter case of names:
+ * two sets with the same signature hold the same values (collisions aside), so linking a
+ * client to a server already in its state needs no comparison of the tables. Never 0.
+ */
+uint64_t params_signature(const struct params *p);
 
 /* Appends a quoted SQL identifier for a parameter name ("a"."b" for a dotted name). */
 void params_quote_name(struct pbuf *b, const char *name);

@@ -42,6 +42,9 @@ struct server {
 	struct client *client; /* linked client, or NULL */
 	uint32_t backend_pid;
 	struct params params; /* the session's current parameters (see params.h) */
+	uint64_t synced_sig;  /* params_signature of the client set it matches; 0 = unknown */
+	bool session_dirty;   /* a client ran SET/RESET/DISCARD ALL: RESET ALL before reuse */
+	int benign_sets;      /* SET TRANSACTION/LOCAL/... sent: as many "SET" tags are harmless */
 
 	char txn_status;       /* from the last ReadyForQuery: 'I', 'T' or 'E' */
 	int rfq_pending;       /* ReadyForQuery messages the linked client still expects */
