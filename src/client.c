@@ -600,6 +600,15 @@ static bool valid_frontend_type(char t)
 	}
 }
 
+/* A request that will end with ReadyForQuery went out (Query, FunctionCall, Sync). */
+static void request_sent(struct server *s)
+{
+	if (s->rfq_pending++ == 0) {
+		s->query_start = pt_now();
+		s->query_cancel_sent = false;
+	}
+}
+
 /* Skips whitespace and SQL comments. */
 static const uint8_t *skip_space(const uint8_t *p, const uint8_t *end)
 {
@@ -685,13 +694,13 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			return PUMP_NEED_WHOLE;
 		if (whole && starts_with_benign_set(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN))
 			s->benign_sets++;
-		s->rfq_pending++;
+		request_sent(s);
 		break;
 	case 'F':
-		s->rfq_pending++;
+		request_sent(s);
 		break;
 	case 'S':
-		s->rfq_pending++;
+		request_sent(s);
 		s->unsynced = false;
 		break;
 	case 'P':
@@ -724,6 +733,48 @@ static void client_on_end(void *arg, enum io_end why, int err)
 		client_close(c, NULL, "client closed the connection");
 	else
 		client_close(c, NULL, "client connection failed: %s", strerror(err));
+}
+
+void client_notice(struct client *c, const char *msg)
+{
+	struct pbuf *b = &c->ctx->scratch;
+	pbuf_reset(b);
+	proto_build_notice(b, "NOTICE", "00000", msg);
+	send_scratch(c);
+}
+
+void client_check_timeouts(struct client *c, int64_t now)
+{
+	struct config *cfg = &c->ctx->cfg;
+	struct server *s = c->server;
+	if (!s || s->state != SERVER_ACTIVE)
+		return;
+	bool in_txn = s->txn_status == 'T' || s->txn_status == 'E';
+	if (cfg->transaction_timeout > 0 && in_txn &&
+	    now - s->txn_start > cfg->transaction_timeout) {
+		client_close(c, "25P04", "terminating connection due to transaction timeout");
+		return;
+	}
+	if (s->rfq_pending > 0) {
+		if (cfg->query_timeout > 0 && !s->query_cancel_sent &&
+		    now - s->query_start > cfg->query_timeout) {
+			/* PostgreSQL answers the cancel with 57014 "canceling statement due to user
+			 * request"; the client and the server both carry on. */
+			s->query_cancel_sent = true;
+			CLOG(LOG_LEVEL_LOG, c, "query_timeout: cancelling the running query");
+			server_cancel_query(s);
+		}
+		return;
+	}
+	if (cfg->idle_transaction_timeout > 0 && in_txn &&
+	    now - s->last_ready > cfg->idle_transaction_timeout) {
+		client_close(c, "25P03",
+		             "terminating connection due to idle-in-transaction timeout");
+		return;
+	}
+	if (cfg->client_idle_timeout > 0 && !in_txn &&
+	    now - c->last_active > cfg->client_idle_timeout)
+		client_close(c, "57P05", "terminating connection due to idle-session timeout");
 }
 
 void client_param_changed(struct client *c, const char *name, const char *value)

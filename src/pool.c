@@ -313,9 +313,21 @@ enum open_limit {
 	OPEN_USER_FULL, /* max_user_connections reached across the user's pools */
 };
 
+/*
+ * pool_size, plus reserve_pool once the first waiting client has waited longer than
+ * reserve_pool_timeout.
+ */
+static int pool_limit(const struct pool *p)
+{
+	const struct client *c = TAILQ_FIRST(&p->waiting_clients);
+	if (p->reserve_pool > 0 && c && pt_now() - c->wait_start > p->ctx->cfg.reserve_pool_timeout)
+		return p->pool_size + p->reserve_pool;
+	return p->pool_size;
+}
+
 static enum open_limit open_limit(struct pool *p)
 {
-	if (pool_server_count(p) >= p->pool_size)
+	if (pool_server_count(p) >= pool_limit(p))
 		return OPEN_POOL_FULL;
 	if (p->max_db_connections > 0 &&
 	    db_server_count(p->ctx, p->db_name) >= p->max_db_connections)
@@ -479,6 +491,7 @@ bool pool_acquire(struct pool *p, struct client *c)
 		return false;
 	}
 	c->wait_start = pt_now();
+	c->wait_notified = false;
 	client_set_state(c, CLIENT_WAITING);
 	open_servers(p);
 	return false;
@@ -565,14 +578,31 @@ void pool_janitor(struct pool *p, int64_t now)
 	}
 	if (p->n_waiting_clients > 0)
 		open_servers(p);
-	if (cfg->query_wait_timeout > 0) {
-		struct client *c, *cn;
-		for (c = TAILQ_FIRST(&p->waiting_clients); c; c = cn) {
+	struct client *c, *cn;
+	for (c = TAILQ_FIRST(&p->waiting_clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		int64_t waited = now - c->wait_start;
+		if (cfg->query_wait_timeout > 0 && waited > cfg->query_wait_timeout) {
+			/* 53300, so drivers and Prisma read it as too many connections. */
+			client_fail(c, "53300",
+			            "query_wait_timeout: no server connection became available");
+		} else if (cfg->query_wait_notify > 0 && waited > cfg->query_wait_notify &&
+		           !c->wait_notified) {
+			c->wait_notified = true;
+			client_notice(
+			        c, "waiting for a server connection: all of the pool's are busy");
+		}
+	}
+	for (c = TAILQ_FIRST(&p->active_clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		client_check_timeouts(c, now);
+	}
+	if (cfg->client_idle_timeout > 0) {
+		for (c = TAILQ_FIRST(&p->idle_clients); c; c = cn) {
 			cn = TAILQ_NEXT(c, link);
-			if (now - c->wait_start > cfg->query_wait_timeout)
-				client_fail(c, "53300",
-				            "query_wait_timeout: no server connection became "
-				            "available");
+			if (now - c->last_active > cfg->client_idle_timeout)
+				client_close(c, "57P05",
+				             "terminating connection due to idle-session timeout");
 		}
 	}
 }

@@ -580,14 +580,22 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
                                           uint32_t len, bool whole)
 {
 	switch (type) {
-	case 'Z':
+	case 'Z': {
 		if (!whole)
 			return PUMP_NEED_WHOLE;
-		s->txn_status = len > PROTO_HEADER_LEN ? (char)msg[PROTO_HEADER_LEN] : 'I';
-		if (s->rfq_pending > 0)
-			s->rfq_pending--;
+		char st = len > PROTO_HEADER_LEN ? (char)msg[PROTO_HEADER_LEN] : 'I';
+		int64_t now = pt_now();
+		if (s->txn_status == 'I' && st != 'I')
+			s->txn_start = now;
+		s->txn_status = st;
+		s->last_ready = now;
+		if (s->rfq_pending > 0 && --s->rfq_pending > 0) {
+			s->query_start = now; /* the next pipelined request is running now */
+			s->query_cancel_sent = false;
+		}
 		s->copy_in = false;
 		return PUMP_FORWARD;
+	}
 	case 'S': {
 		if (!whole)
 			return PUMP_NEED_WHOLE;

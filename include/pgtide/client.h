@@ -51,6 +51,7 @@ struct client {
 	bool cancel_registered;
 
 	int64_t connect_time; /* monotonic usec */
+	bool wait_notified;   /* got the query_wait_notify NOTICE for this wait */
 	int64_t wait_start;   /* when it started waiting for a server */
 	int64_t last_active;
 	int n_negotiations; /* SSLRequest/GSSENCRequest packets answered */
@@ -91,6 +92,16 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg);
 
 /* The server reported a ParameterStatus: the client's view follows it. */
 void client_param_changed(struct client *c, const char *name, const char *value);
+
+/* Sends a NoticeResponse (severity NOTICE) that pgtide raises itself. */
+void client_notice(struct client *c, const char *msg);
+
+/*
+ * Periodic checks of a client linked to a server: query_timeout (cancel, the client gets
+ * PostgreSQL's 57014), idle_transaction_timeout (25P03), transaction_timeout (25P04) and
+ * client_idle_timeout (57P05) close or cancel as PostgreSQL's own timeouts would.
+ */
+void client_check_timeouts(struct client *c, int64_t now);
 
 /* Frees a closed client (reaper). */
 void client_free(struct client *c);

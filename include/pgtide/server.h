@@ -57,7 +57,11 @@ struct server {
 	char sync_message[256];
 	bool close_when_idle; /* config changed, lifetime over, ...: close instead of reuse */
 
-	int64_t created_at; /* monotonic usec */
+	int64_t query_start;    /* when the client's oldest pending request was sent */
+	bool query_cancel_sent; /* query_timeout already cancelled it */
+	int64_t txn_start;      /* when the transaction began (ReadyForQuery went I -> T/E) */
+	int64_t last_ready;     /* when the last ReadyForQuery arrived */
+	int64_t created_at;     /* monotonic usec */
 	int64_t idle_since;
 	uint64_t n_linked; /* times linked to a client */
 };
