@@ -525,6 +525,13 @@ static void pool_do_kick(struct pool *p)
 void pool_kick(struct pool *p)
 {
 	struct pt_ctx *ctx = p->ctx;
+	/*
+	 * The hot path of transaction pooling releases a server after every transaction: with no
+	 * client waiting here (and no limit shared with other pools) there is nothing to do.
+	 */
+	if (p->n_waiting_clients == 0 && p->n_login_wait == 0 && p->max_db_connections <= 0 &&
+	    p->max_user_connections <= 0)
+		return;
 	for (size_t i = 0; i < ctx->n_kick_pools; i++)
 		if (ctx->kick_pools[i] == p)
 			return;
