@@ -694,19 +694,27 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			return PUMP_NEED_WHOLE;
 		if (whole && starts_with_benign_set(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN))
 			s->benign_sets++;
+		s->syncs_since_execute = 0;
 		request_sent(s);
 		break;
 	case 'F':
 		request_sent(s);
 		break;
 	case 'S':
-		request_sent(s);
+		/* PostgreSQL ignores a Sync that arrives in COPY FROM STDIN (see server 'G'). */
+		if (!s->copy_in) {
+			request_sent(s);
+			s->syncs_since_execute++;
+		}
 		s->unsynced = false;
+		break;
+	case 'E':
+		s->syncs_since_execute = 0;
+		s->unsynced = true;
 		break;
 	case 'P':
 	case 'B':
 	case 'D':
-	case 'E':
 	case 'C':
 		s->unsynced = true;
 		break;

@@ -394,6 +394,7 @@ void server_link(struct server *s, struct client *c)
 	s->rfq_pending = 0;
 	s->unsynced = false;
 	s->copy_in = false;
+	s->syncs_since_execute = 0;
 	s->got_fatal = false;
 	s->sync_failed = false;
 
@@ -621,7 +622,16 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 		return PUMP_FORWARD;
 	}
 	case 'G':
+		/*
+		 * COPY FROM STDIN started. A Sync the client pipelined after the Execute that
+		 * started it reached the server in copy-in mode, where PostgreSQL ignores Sync:
+		 * it will bring no ReadyForQuery (libpq sends another after CopyDone).
+		 */
 		s->copy_in = true;
+		s->rfq_pending -= s->syncs_since_execute;
+		if (s->rfq_pending < 0)
+			s->rfq_pending = 0;
+		s->syncs_since_execute = 0;
 		return PUMP_FORWARD;
 	case 'C':
 		if (!whole)

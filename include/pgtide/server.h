@@ -46,14 +46,15 @@ struct server {
 	bool session_dirty;   /* a client ran SET/RESET/DISCARD ALL: RESET ALL before reuse */
 	int benign_sets;      /* SET TRANSACTION/LOCAL/... sent: as many "SET" tags are harmless */
 
-	char txn_status;       /* from the last ReadyForQuery: 'I', 'T' or 'E' */
-	int rfq_pending;       /* ReadyForQuery messages the linked client still expects */
-	int internal_pending;  /* ReadyForQuery messages for pgtide's own queries */
-	bool unsynced;         /* client sent extended-protocol messages without a Sync yet */
-	bool copy_in;          /* in COPY FROM STDIN: the server waits for CopyData */
-	bool got_fatal;        /* a FATAL ErrorResponse was forwarded; EOF follows */
-	bool sync_failed;      /* an error came back for pgtide's SETs */
-	char sync_sqlstate[6]; /* ... and what it said, for the client's FATAL */
+	char txn_status;         /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	int rfq_pending;         /* ReadyForQuery messages the linked client still expects */
+	int internal_pending;    /* ReadyForQuery messages for pgtide's own queries */
+	bool unsynced;           /* client sent extended-protocol messages without a Sync yet */
+	int syncs_since_execute; /* Syncs sent after the last Execute/Query (see 'G') */
+	bool copy_in;            /* in COPY FROM STDIN: the server waits for CopyData */
+	bool got_fatal;          /* a FATAL ErrorResponse was forwarded; EOF follows */
+	bool sync_failed;        /* an error came back for pgtide's SETs */
+	char sync_sqlstate[6];   /* ... and what it said, for the client's FATAL */
 	char sync_message[256];
 	bool close_when_idle; /* config changed, lifetime over, ...: close instead of reuse */
 
