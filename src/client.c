@@ -185,7 +185,8 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 
 void client_free(struct client *c)
 {
-	params_free(&c->params);
+	params_free(&c->startup);
+	pset_release(&c->ctx->psets, c->params);
 	free(c->user);
 	free(c->database);
 	free(c);
@@ -246,8 +247,7 @@ void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, sock
 	c->id = ++ctx->next_conn_id;
 	c->connect_time = c->last_active = pt_now();
 	c->state = CLIENT_STARTUP;
-	if (addrlen <= sizeof(c->addr))
-		memcpy(&c->addr, addr, addrlen);
+	(void)addrlen;
 	describe_addr(c, addr, is_unix);
 	if (!io_init(&c->io, ctx, fd, &client_io_ops, c)) {
 		close(fd);
@@ -264,7 +264,7 @@ void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, sock
 static bool add_option_param(const char *name, const char *value, void *arg)
 {
 	struct client *c = arg;
-	return params_set(&c->params, name, value);
+	return params_set(&c->startup, name, value);
 }
 
 static void handle_cancel_request(struct client *c, uint32_t pid, uint32_t key)
@@ -326,7 +326,7 @@ static void process_startup(struct client *c, struct proto_startup *st)
 			             "invalid startup packet layout: empty parameter name");
 			return;
 		}
-		if (!params_set(&c->params, st->names[i], st->values[i])) {
+		if (!params_set(&c->startup, st->names[i], st->values[i])) {
 			client_close(c, "53200", "out of memory");
 			return;
 		}
@@ -387,9 +387,10 @@ static void send_login(struct client *c)
 	struct pbuf *b = &ctx->scratch;
 	pbuf_reset(b);
 	proto_build_auth(b, 0, NULL, 0);
-	for (size_t i = 0; i < c->params.n; i++)
-		if (params_is_reported(c->params.v[i].name))
-			proto_build_parameter_status(b, c->params.v[i].name, c->params.v[i].value);
+	const struct params *cp = &c->params->p;
+	for (size_t i = 0; i < cp->n; i++)
+		if (params_is_reported(cp->v[i].name))
+			proto_build_parameter_status(b, cp->v[i].name, cp->v[i].value);
 	proto_build_backend_key(b, c->cancel_pid, c->cancel_key);
 	proto_build_ready(b, 'I');
 	send_scratch(c);
@@ -406,14 +407,17 @@ void client_login_complete(struct client *c)
 
 	/* The client's parameters: the server's defaults, overridden by what it asked for. */
 	struct params wanted = {0};
-	if (!params_copy(&wanted, &p->welcome) || !params_copy(&wanted, &c->params)) {
+	if (!params_copy(&wanted, &p->welcome) || !params_copy(&wanted, &c->startup)) {
 		params_free(&wanted);
 		client_close(c, "53200", "out of memory");
 		return;
 	}
-	params_free(&c->params);
-	c->params = wanted;
-	c->params_sig = params_signature(&c->params);
+	params_free(&c->startup);
+	c->params = pset_intern(&ctx->psets, &wanted);
+	if (!c->params) {
+		client_close(c, "53200", "out of memory");
+		return;
+	}
 
 	if (!cancel_register(ctx->cancels, c, &c->cancel_pid, &c->cancel_key)) {
 		client_close(c, "53200", "out of memory");
@@ -422,7 +426,7 @@ void client_login_complete(struct client *c)
 	c->cancel_registered = true;
 
 	struct pbuf probe = {0};
-	size_t differs = params_sync_sql(&c->params, &p->welcome, &probe);
+	size_t differs = params_sync_sql(&c->params->p, &p->welcome, &probe);
 	pbuf_free(&probe);
 	if (differs == 0) {
 		client_set_state(c, CLIENT_IDLE);
@@ -787,6 +791,5 @@ void client_check_timeouts(struct client *c, int64_t now)
 
 void client_param_changed(struct client *c, const char *name, const char *value)
 {
-	params_set(&c->params, name, value);
-	c->params_sig = params_signature(&c->params);
+	c->params = pset_with(&c->ctx->psets, c->params, name, value);
 }

@@ -166,12 +166,22 @@ void io_run_deferred(struct pt_ctx *ctx)
 	}
 }
 
+static void on_write_event(evutil_socket_t fd, short what, void *arg);
+
+/* The write event exists only once a write was refused: most connections never need one. */
 static void arm_write(struct io *io)
 {
-	if (!io->write_armed && !io->closed) {
-		event_add(io->wev, NULL);
-		io->write_armed = true;
+	if (io->write_armed || io->closed)
+		return;
+	if (!io->wev) {
+		io->wev = event_new(io->ctx->base, io->fd, EV_WRITE, on_write_event, io);
+		if (!io->wev) {
+			defer_failure(io, ENOMEM);
+			return;
+		}
 	}
+	event_add(io->wev, NULL);
+	io->write_armed = true;
 }
 
 static void outq_trim(struct io *io)
@@ -497,13 +507,7 @@ bool io_init(struct io *io, struct pt_ctx *ctx, int fd, const struct io_ops *ops
 	io->tp = &io_transport_plain;
 	io->max_msg = (uint32_t)ctx->cfg.max_packet_size;
 	io->rev = event_new(ctx->base, fd, EV_READ | EV_PERSIST, on_read_event, io);
-	io->wev = event_new(ctx->base, fd, EV_WRITE, on_write_event, io);
-	if (!io->rev || !io->wev) {
-		if (io->rev)
-			event_free(io->rev);
-		if (io->wev)
-			event_free(io->wev);
-		io->rev = io->wev = NULL;
+	if (!io->rev) {
 		io->closed = true;
 		return false;
 	}

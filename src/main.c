@@ -478,6 +478,7 @@ static void free_ctx(struct pt_ctx *ctx)
 		event_free(ctx->sig_int);
 	cancel_table_free(ctx->cancels);
 	iobuf_pool_destroy(&ctx->bufs);
+	pset_table_free(&ctx->psets);
 	pbuf_free(&ctx->scratch);
 	free(ctx->deferred_io);
 	free(ctx->kick_pools);

@@ -234,3 +234,117 @@ void params_sync_done(const struct params *client, struct params *server)
 		}
 	}
 }
+
+/* ---- shared sets ---- */
+
+static bool params_equal(const struct params *a, const struct params *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const char *v = params_get(b, a->v[i].name);
+		if (!v || strcmp(v, a->v[i].value) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool pset_grow(struct pset_table *t)
+{
+	size_t nb = t->n_buckets ? t->n_buckets * 2 : 64;
+	struct pset **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return false;
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		struct pset *s = t->buckets[i];
+		while (s) {
+			struct pset *next = s->next;
+			size_t k = (size_t)s->sig & (nb - 1);
+			s->next = b[k];
+			b[k] = s;
+			s = next;
+		}
+	}
+	free(t->buckets);
+	t->buckets = b;
+	t->n_buckets = nb;
+	return true;
+}
+
+struct pset *pset_intern(struct pset_table *t, struct params *p)
+{
+	if ((t->n_buckets == 0 || t->n >= t->n_buckets) && !pset_grow(t) && t->n_buckets == 0) {
+		params_free(p);
+		return NULL;
+	}
+	uint64_t sig = params_signature(p);
+	size_t k = (size_t)sig & (t->n_buckets - 1);
+	for (struct pset *s = t->buckets[k]; s; s = s->next) {
+		if (s->sig == sig && params_equal(&s->p, p)) {
+			s->refs++;
+			params_free(p);
+			return s;
+		}
+	}
+	struct pset *s = calloc(1, sizeof(*s));
+	if (!s) {
+		params_free(p);
+		return NULL;
+	}
+	s->refs = 1;
+	s->sig = sig;
+	s->p = *p;
+	memset(p, 0, sizeof(*p));
+	s->next = t->buckets[k];
+	t->buckets[k] = s;
+	t->n++;
+	return s;
+}
+
+void pset_release(struct pset_table *t, struct pset *s)
+{
+	if (!s || --s->refs > 0)
+		return;
+	struct pset **pp = &t->buckets[(size_t)s->sig & (t->n_buckets - 1)];
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	t->n--;
+	params_free(&s->p);
+	free(s);
+}
+
+struct pset *pset_with(struct pset_table *t, struct pset *s, const char *name, const char *value)
+{
+	const char *cur = params_get(&s->p, name);
+	if (cur && strcmp(cur, value) == 0)
+		return s;
+	struct params p = {0};
+	if (!params_copy(&p, &s->p) || !params_set(&p, name, value)) {
+		params_free(&p);
+		return s;
+	}
+	struct pset *n = pset_intern(t, &p);
+	if (!n)
+		return s;
+	pset_release(t, s);
+	return n;
+}
+
+void pset_table_free(struct pset_table *t)
+{
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		struct pset *s = t->buckets[i];
+		while (s) {
+			struct pset *next = s->next;
+			params_free(&s->p);
+			free(s);
+			s = next;
+		}
+	}
+	free(t->buckets);
+	memset(t, 0, sizeof(*t));
+}

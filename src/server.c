@@ -402,18 +402,18 @@ void server_link(struct server *s, struct client *c)
 		SLOG(LOG_LEVEL_DEBUG, s, "linked to client c%llu", (unsigned long long)c->id);
 	s->benign_sets = 0;
 	/* The common case: the server is already in exactly this client's parameter state. */
-	if (!s->session_dirty && s->synced_sig != 0 && s->synced_sig == c->params_sig) {
+	if (!s->session_dirty && s->synced_sig != 0 && s->synced_sig == c->params->sig) {
 		server_set_state(s, SERVER_ACTIVE);
 		return;
 	}
 	struct pbuf sql = {0};
-	size_t n = params_sync_sql(&c->params, &s->params, &sql);
+	size_t n = params_sync_sql(&c->params->p, &s->params, &sql);
 	if (n > 0 && !sql.oom) {
 		pbuf_put_u8(&sql, 0);
 		server_set_state(s, SERVER_SYNC);
 		send_query(s, (const char *)sql.data);
 	} else {
-		s->synced_sig = c->params_sig;
+		s->synced_sig = c->params->sig;
 		server_set_state(s, SERVER_ACTIVE);
 	}
 	pbuf_free(&sql);
@@ -605,7 +605,7 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 		                                 &name, &value)) {
 			params_set(&s->params, name, value);
 			client_param_changed(s->client, name, value);
-			s->synced_sig = s->client->params_sig; /* both changed alike */
+			s->synced_sig = s->client->params->sig; /* both changed alike */
 		}
 		return PUMP_FORWARD;
 	}
@@ -719,18 +719,22 @@ static void after_pump(struct server *s)
 				server_close(s, "parameter sync failed");
 			return;
 		}
-		params_sync_done(&s->client->params, &s->params);
+		struct client *c = s->client;
+		params_sync_done(&c->params->p, &s->params);
 		/* A reported value that came back unchanged was already the canonical one. */
-		for (size_t i = 0; i < s->client->params.n; i++) {
-			struct param *cp = &s->client->params.v[i];
+		for (size_t i = 0; i < c->params->p.n; i++) {
+			const struct param *cp = &c->params->p.v[i];
 			if (!params_is_reported(cp->name) || params_is_server_fact(cp->name))
 				continue;
 			const char *sv = params_get(&s->params, cp->name);
-			if (sv && strcmp(sv, cp->value) != 0)
-				params_set(&s->client->params, cp->name, sv);
+			if (sv && strcmp(sv, cp->value) != 0) {
+				struct pset *before = c->params;
+				c->params = pset_with(&s->ctx->psets, c->params, cp->name, sv);
+				if (c->params != before)
+					i = (size_t)-1; /* a new set: walk it again */
+			}
 		}
-		s->client->params_sig = params_signature(&s->client->params);
-		s->synced_sig = s->client->params_sig;
+		s->synced_sig = c->params->sig;
 		server_set_state(s, SERVER_ACTIVE);
 		client_server_ready(s->client);
 		return;

@@ -34,15 +34,14 @@ struct client {
 	enum client_state state;
 	uint64_t id; /* connection id, for logs */
 	struct io io;
-	struct sockaddr_storage addr;
 	char addr_str[64]; /* "127.0.0.1:53412" or "unix" */
 
 	struct pool *pool;
 	struct server *server; /* linked server, or NULL */
 	char *user;            /* from the startup packet */
 	char *database;
-	struct params params; /* what this client wants (see params.h) */
-	uint64_t params_sig;  /* params_signature(&params), kept current */
+	struct params startup; /* parameters from the startup packet, until login */
+	struct pset *params;   /* after login: what this client wants (shared, see params.h) */
 	struct auth_exchange *auth;
 	bool admin; /* connected to the admin console database (later issue) */
 

@@ -66,6 +66,38 @@ void params_sync_done(const struct params *client, struct params *server);
  */
 uint64_t params_signature(const struct params *p);
 
+/*
+ * A shared, immutable parameter set. Clients with the same parameters (the usual case: one
+ * application, one driver) share one, so an idle client costs a pointer, not a table.
+ */
+struct pset {
+	struct pset *next; /* hash chain in its table */
+	uint32_t refs;
+	uint64_t sig; /* params_signature(&p) */
+	struct params p;
+};
+
+/* The table of shared sets (one per event loop). Zero-initialise. */
+struct pset_table {
+	struct pset **buckets;
+	size_t n_buckets; /* power of two, or 0 before first use */
+	size_t n;
+};
+
+/*
+ * Returns the shared set equal to *p, with a reference for the caller. Takes over p's contents
+ * (freed if an equal set already exists). NULL if out of memory (p is freed).
+ */
+struct pset *pset_intern(struct pset_table *t, struct params *p);
+/* Drops a reference; the set is freed with its last one. */
+void pset_release(struct pset_table *t, struct pset *s);
+/*
+ * The set s with name set to value, interned; the caller's reference moves from s to the
+ * result. Returns s unchanged if out of memory or if nothing changes.
+ */
+struct pset *pset_with(struct pset_table *t, struct pset *s, const char *name, const char *value);
+void pset_table_free(struct pset_table *t);
+
 /* Appends a quoted SQL identifier for a parameter name ("a"."b" for a dotted name). */
 void params_quote_name(struct pbuf *b, const char *name);
 /* Appends an E'...' string literal (safe whatever standard_conforming_strings is). */

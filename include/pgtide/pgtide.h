@@ -12,6 +12,7 @@
 #include "pgtide/auth.h"
 #include "pgtide/config.h"
 #include "pgtide/io.h"
+#include "pgtide/params.h"
 #include "pgtide/proto.h"
 
 #define PGTIDE_VERSION_STRING "pgtide " PACKAGE_VERSION
@@ -73,7 +74,8 @@ struct pt_ctx {
 	int64_t shutdown_deadline; /* monotonic usec, for PT_SHUTDOWN_WAIT */
 
 	struct iobuf_pool bufs;
-	struct pbuf scratch; /* for building pgtide's own messages; reset before each use */
+	struct pset_table psets; /* shared client parameter sets */
+	struct pbuf scratch;     /* for building pgtide's own messages; reset before each use */
 	uint64_t next_conn_id;
 	int64_t last_accept_error_log; /* rate limit for "out of descriptors" warnings */
 	int reserve_fd; /* held open so that at EMFILE a client can still be refused */

@@ -583,8 +583,110 @@ static void test_sync_done(void)
 	}
 }
 
+/* Shared sets: equal tables intern to one set, whatever the order or the case of names. */
+static void test_pset(void)
+{
+	static const struct {
+		const char *name;
+		const char *a; /* "n=v;n=v" */
+		const char *b;
+		bool same;
+	} rows[] = {
+	        {"identical", "TimeZone=UTC;application_name=x", "TimeZone=UTC;application_name=x",
+	         true},
+	        {"other order", "TimeZone=UTC;application_name=x",
+	         "application_name=x;TimeZone=UTC", true},
+	        {"name case", "TimeZone=UTC", "timezone=UTC", true},
+	        {"value differs", "TimeZone=UTC", "TimeZone=utc", false},
+	        {"extra param", "TimeZone=UTC", "TimeZone=UTC;search_path=a", false},
+	        {"empty vs empty", "", "", true},
+	        {"value moved between names", "a=1;b=2", "a=2;b=1", false},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct pset_table t = {0};
+		struct params pa = {0}, pb = {0};
+		const char *src[2] = {rows[i].a, rows[i].b};
+		struct params *dst[2] = {&pa, &pb};
+		for (int k = 0; k < 2; k++) {
+			char buf[256];
+			snprintf(buf, sizeof(buf), "%s", src[k]);
+			char *save = NULL;
+			for (char *kv = strtok_r(buf, ";", &save); kv;
+			     kv = strtok_r(NULL, ";", &save)) {
+				char *eq = strchr(kv, '=');
+				*eq = 0;
+				params_set(dst[k], kv, eq + 1);
+			}
+		}
+		struct pset *a = pset_intern(&t, &pa);
+		struct pset *b = pset_intern(&t, &pb);
+		CHECK(a && b, "pset %s: interned", rows[i].name);
+		CHECK((a == b) == rows[i].same, "pset %s: shared=%d, want %d", rows[i].name, a == b,
+		      rows[i].same);
+		CHECK(t.n == (rows[i].same ? 1u : 2u), "pset %s: %zu sets in the table",
+		      rows[i].name, t.n);
+		CHECK(a->refs == (rows[i].same ? 2u : 1u), "pset %s: refs %u", rows[i].name,
+		      a->refs);
+		pset_release(&t, a);
+		pset_release(&t, b);
+		CHECK(t.n == 0, "pset %s: table empty after the last release (%zu)", rows[i].name,
+		      t.n);
+		pset_table_free(&t);
+	}
+
+	/* pset_with: copy on write, back to the shared set when the values meet again. */
+	struct pset_table t = {0};
+	struct params p1 = {0}, p2 = {0};
+	params_set(&p1, "TimeZone", "UTC");
+	params_set(&p2, "TimeZone", "UTC");
+	struct pset *x = pset_intern(&t, &p1);
+	struct pset *y = pset_intern(&t, &p2);
+	CHECK(x == y && x->refs == 2, "pset_with: two clients share one set");
+	y = pset_with(&t, y, "TimeZone", "Asia/Tokyo");
+	CHECK(x != y && x->refs == 1 && y->refs == 1, "pset_with: a change copies");
+	CHECK_STR(params_get(&x->p, "TimeZone"), "UTC", "pset_with: the other client keeps UTC");
+	CHECK_STR(params_get(&y->p, "TimeZone"), "Asia/Tokyo", "pset_with: the changed one");
+	struct pset *same = pset_with(&t, y, "timezone", "Asia/Tokyo");
+	CHECK(same == y, "pset_with: no change, same set");
+	y = pset_with(&t, y, "TimeZone", "UTC");
+	CHECK(x == y && x->refs == 2 && t.n == 1, "pset_with: equal again, shared again");
+	CHECK(x->sig == params_signature(&x->p), "pset: sig matches its table");
+	pset_release(&t, x);
+	pset_release(&t, y);
+	CHECK(t.n == 0, "pset_with: all released");
+	pset_table_free(&t);
+
+	/* Many sets: the table grows and every one is found again. */
+	struct pset_table g = {0};
+	struct pset *sets[300];
+	for (int i = 0; i < 300; i++) {
+		struct params p = {0};
+		char v[16];
+		snprintf(v, sizeof(v), "%d", i);
+		params_set(&p, "application_name", v);
+		sets[i] = pset_intern(&g, &p);
+	}
+	CHECK(g.n == 300, "pset grow: 300 sets (%zu)", g.n);
+	bool all_found = true;
+	for (int i = 0; i < 300; i++) {
+		struct params p = {0};
+		char v[16];
+		snprintf(v, sizeof(v), "%d", i);
+		params_set(&p, "application_name", v);
+		struct pset *again = pset_intern(&g, &p);
+		all_found &= again == sets[i];
+		pset_release(&g, again);
+	}
+	CHECK(all_found, "pset grow: each set found again after growth");
+	for (int i = 0; i < 300; i++)
+		pset_release(&g, sets[i]);
+	CHECK(g.n == 0, "pset grow: released");
+	pset_table_free(&g);
+}
+
 int main(void)
 {
+	test_pset();
 	test_set_get();
 	test_set_keeps_flag();
 	test_grow();
