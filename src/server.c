@@ -460,10 +460,19 @@ void server_release(struct server *s, bool client_gone)
 		s->copy_in = false;
 	}
 	if (s->unsynced) {
-		/* Close the client's unfinished extended-protocol batch. */
+		/*
+		 * The client left inside an extended-protocol batch. A plain Sync would COMMIT its
+		 * implicit transaction: first make the batch fail (Execute of a portal that cannot
+		 * exist; if the batch already failed the server discards it), so that the Sync
+		 * rolls it back, as PostgreSQL does when the client disconnects.
+		 */
 		struct pbuf *b = &s->ctx->scratch;
 		pbuf_reset(b);
-		size_t off = proto_msg_begin(b, 'S');
+		size_t off = proto_msg_begin(b, 'E');
+		pbuf_put_str(b, "pgtide: client left before Sync");
+		pbuf_put_u32(b, 0);
+		proto_msg_end(b, off);
+		off = proto_msg_begin(b, 'S');
 		proto_msg_end(b, off);
 		io_write(&s->io, b->data, b->len);
 		pbuf_reset(b);
