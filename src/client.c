@@ -187,6 +187,7 @@ void client_free(struct client *c)
 {
 	params_free(&c->startup);
 	pset_release(&c->ctx->psets, c->params);
+	pset_release(&c->ctx->psets, c->login_params);
 	free(c->user);
 	free(c->database);
 	free(c);
@@ -395,6 +396,10 @@ static void send_login(struct client *c)
 	proto_build_ready(b, 'I');
 	send_scratch(c);
 	c->login_pending = false;
+	if (!c->login_params) {
+		c->login_params = c->params;
+		c->login_params->refs++;
+	}
 	c->last_active = pt_now();
 	if (ctx->cfg.log_connections)
 		CLOG(LOG_LEVEL_LOG, c, "login complete");
@@ -664,6 +669,112 @@ static bool starts_with_benign_set(const uint8_t *sql, uint32_t len)
 	       match_word(&p, end, "constraints") || match_word(&p, end, "session");
 }
 
+/* Reads an identifier (lower-cased unless quoted) into out; false if there is none. */
+static bool read_ident(const uint8_t **pp, const uint8_t *end, char *out, size_t n)
+{
+	const uint8_t *p = *pp;
+	size_t o = 0;
+	if (p < end && *p == '"') {
+		for (p++; p < end; p++) {
+			if (*p == '"') {
+				if (p + 1 < end && p[1] == '"') {
+					p++;
+				} else {
+					p++;
+					break;
+				}
+			}
+			if (o + 1 < n)
+				out[o++] = (char)*p;
+		}
+	} else {
+		while (p < end && ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'
+		                           ? true
+		                           : (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' ||
+		                                     *p == '$')) {
+			if (o + 1 < n)
+				out[o++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+			p++;
+		}
+	}
+	out[o] = 0;
+	*pp = p;
+	return o > 0;
+}
+
+static void add_restore(struct server *s, const char *name)
+{
+	for (int i = 0; i < s->n_restore; i++)
+		if (strcmp(s->restore_names[i], name) == 0)
+			return;
+	if (s->n_restore == (int)(sizeof(s->restore_names) / sizeof(s->restore_names[0]))) {
+		s->restore_all = true; /* too many to name: restore every login value */
+		return;
+	}
+	char *n = strdup(name);
+	if (n)
+		s->restore_names[s->n_restore++] = n;
+}
+
+/*
+ * RESET and DISCARD ALL return settings to their reset values, which PostgreSQL takes from the
+ * server connection's startup packet, not the client's. Notes which settings a statement
+ * resets, so that the client's own login values can be put back (see server.c).
+ */
+static void note_resets(struct server *s, const uint8_t *sql, uint32_t len)
+{
+	const uint8_t *end = sql + len, *p = skip_space(sql, end);
+	char name[128];
+	if (match_word(&p, end, "discard")) {
+		p = skip_space(p, end);
+		if (match_word(&p, end, "all"))
+			s->restore_all = true;
+		return;
+	}
+	if (match_word(&p, end, "reset")) {
+		p = skip_space(p, end);
+		if (match_word(&p, end, "all"))
+			s->restore_all = true;
+		else if (match_word(&p, end, "time")) {
+			p = skip_space(p, end);
+			if (match_word(&p, end, "zone"))
+				add_restore(s, "timezone");
+		} else if (read_ident(&p, end, name, sizeof(name)))
+			add_restore(s, name);
+		return;
+	}
+	if (!match_word(&p, end, "set"))
+		return;
+	p = skip_space(p, end);
+	if (match_word(&p, end, "session")) {
+		p = skip_space(p, end);
+		if (match_word(&p, end, "characteristics") || match_word(&p, end, "authorization"))
+			return;
+		p = skip_space(p, end);
+	} else if (match_word(&p, end, "local")) {
+		return;
+	}
+	if (match_word(&p, end, "time")) {
+		p = skip_space(p, end);
+		if (!match_word(&p, end, "zone"))
+			return;
+		p = skip_space(p, end);
+		if (match_word(&p, end, "default") || match_word(&p, end, "local"))
+			add_restore(s, "timezone");
+		return;
+	}
+	if (!read_ident(&p, end, name, sizeof(name)))
+		return;
+	p = skip_space(p, end);
+	if (p < end && *p == '=')
+		p++;
+	else if (!match_word(&p, end, "to"))
+		return;
+	p = skip_space(p, end);
+	if (match_word(&p, end, "default"))
+		add_restore(s, name);
+}
+
 static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
                                           bool whole)
 {
@@ -696,8 +807,11 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 	case 'Q':
 		if (!whole && len <= 1024)
 			return PUMP_NEED_WHOLE;
-		if (whole && starts_with_benign_set(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN))
-			s->benign_sets++;
+		if (whole) {
+			if (starts_with_benign_set(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN))
+				s->benign_sets++;
+			note_resets(s, msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN);
+		}
 		s->syncs_since_execute = 0;
 		request_sent(s);
 		break;
@@ -716,7 +830,19 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 		s->syncs_since_execute = 0;
 		s->unsynced = true;
 		break;
-	case 'P':
+	case 'P': {
+		if (!whole && len <= 1024)
+			return PUMP_NEED_WHOLE;
+		if (whole) {
+			/* Parse: statement name, then the query text. */
+			const uint8_t *b = msg + PROTO_HEADER_LEN, *e = msg + len;
+			const uint8_t *nul = memchr(b, 0, (size_t)(e - b));
+			if (nul && nul + 1 < e)
+				note_resets(s, nul + 1, (uint32_t)(e - nul - 1));
+		}
+		s->unsynced = true;
+		break;
+	}
 	case 'B':
 	case 'D':
 	case 'C':

@@ -157,6 +157,8 @@ void server_close(struct server *s, const char *why)
 
 void server_free(struct server *s)
 {
+	for (int i = 0; i < s->n_restore; i++)
+		free(s->restore_names[i]);
 	params_free(&s->params);
 	free(s);
 }
@@ -164,6 +166,7 @@ void server_free(struct server *s)
 /* ---- connecting ---- */
 
 static void connect_poll(evutil_socket_t fd, short what, void *arg);
+static void clear_restores(struct server *s);
 
 /*
  * libpq with PQERRORS_VERBOSE writes "FATAL:  3D000: database "x" does not exist": take the
@@ -401,6 +404,8 @@ void server_link(struct server *s, struct client *c)
 	if (log_debug_enabled())
 		SLOG(LOG_LEVEL_DEBUG, s, "linked to client c%llu", (unsigned long long)c->id);
 	s->benign_sets = 0;
+	clear_restores(s);
+	s->holding_ready = false;
 	/* The common case: the server is already in exactly this client's parameter state. */
 	if (!s->session_dirty && s->synced_sig != 0 && s->synced_sig == c->params->sig) {
 		server_set_state(s, SERVER_ACTIVE);
@@ -573,6 +578,74 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
  * gets RESET ALL before anyone else uses it, so no setting leaks from one client to the next.
  * (SET TRANSACTION / SET LOCAL ... were counted as harmless when the client sent them.)
  */
+static void clear_restores(struct server *s)
+{
+	for (int i = 0; i < s->n_restore; i++)
+		free(s->restore_names[i]);
+	s->n_restore = 0;
+	s->restore_all = false;
+}
+
+/* Sends the ReadyForQuery held while the client's login values were being restored. */
+static void release_held_ready(struct server *s)
+{
+	if (!s->holding_ready)
+		return;
+	s->holding_ready = false;
+	if (s->client) {
+		struct pbuf *b = &s->ctx->scratch;
+		pbuf_reset(b);
+		proto_build_ready(b, s->held_status);
+		io_write(&s->client->io, b->data, b->len);
+		pbuf_reset(b);
+	}
+}
+
+/*
+ * After the client's RESET ALL, DISCARD ALL, RESET x or SET x TO DEFAULT: the server went back to
+ * *its* defaults; PostgreSQL would have gone back to the client's startup values. Put the client's
+ * login values back (hidden, like a link-time sync), then release its ReadyForQuery.
+ */
+static void start_restore(struct server *s)
+{
+	struct client *c = s->client;
+	struct pset_table *t = &s->ctx->psets;
+	if (s->restore_all) {
+		for (size_t i = 0; i < s->params.n;) {
+			if (s->params.v[i].set_by_us)
+				params_remove(&s->params, s->params.v[i].name);
+			else
+				i++;
+		}
+		c->login_params->refs++;
+		pset_release(t, c->params);
+		c->params = c->login_params;
+	} else {
+		for (int i = 0; i < s->n_restore; i++) {
+			const char *name = s->restore_names[i];
+			struct param *sp = params_find(&s->params, name);
+			if (sp && sp->set_by_us)
+				params_remove(&s->params, name);
+			const char *v = params_get(&c->login_params->p, name);
+			if (v)
+				c->params = pset_with(t, c->params, name, v);
+		}
+	}
+	clear_restores(s);
+	s->synced_sig = 0;
+	struct pbuf sql = {0};
+	size_t n = params_sync_sql(&c->params->p, &s->params, &sql);
+	if (n > 0 && !sql.oom) {
+		pbuf_put_u8(&sql, 0);
+		server_set_state(s, SERVER_SYNC);
+		send_query(s, (const char *)sql.data);
+	} else {
+		s->synced_sig = c->params->sig;
+		release_held_ready(s);
+	}
+	pbuf_free(&sql);
+}
+
 static void note_command_tag(struct server *s, const char *tag, uint32_t len)
 {
 	if (len == 4 && memcmp(tag, "SET", 4) == 0) {
@@ -604,6 +677,17 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 			s->query_cancel_sent = false;
 		}
 		s->copy_in = false;
+		if (s->rfq_pending == 0 && (s->restore_all || s->n_restore > 0)) {
+			if (st == 'E') {
+				/* The RESET failed or will be rolled back with its transaction. */
+				clear_restores(s);
+				return PUMP_FORWARD;
+			}
+			/* Held until the client's login values are back (after_pump). */
+			s->holding_ready = true;
+			s->held_status = st;
+			return PUMP_DROP;
+		}
 		return PUMP_FORWARD;
 	}
 	case 'S': {
@@ -714,11 +798,31 @@ static void after_pump(struct server *s)
 {
 	switch (s->state) {
 	case SERVER_ACTIVE:
+		if (s->holding_ready) {
+			start_restore(s);
+			if (s->state != SERVER_ACTIVE)
+				return; /* SYNC: continues when the restore's ReadyForQuery arrives
+				         */
+		}
 		maybe_release(s);
 		return;
 	case SERVER_SYNC:
 		if (s->internal_pending > 0)
 			return;
+		if (s->sync_failed && s->holding_ready) {
+			/* A login value the server took at login is refused now: keep the session
+			 * as it is, reset it before reuse, and let the client go on. */
+			SLOG(LOG_LEVEL_WARNING, s, "restoring login values failed: %s (%s)",
+			     s->sync_message, s->sync_sqlstate);
+			s->sync_failed = false;
+			s->session_dirty = true;
+			server_set_state(s, SERVER_ACTIVE);
+			release_held_ready(s);
+			client_server_ready(s->client);
+			if (s->state == SERVER_ACTIVE)
+				maybe_release(s);
+			return;
+		}
 		if (s->sync_failed) {
 			struct client *c = s->client;
 			s->close_when_idle = true; /* its parameters are half-applied */
@@ -745,7 +849,14 @@ static void after_pump(struct server *s)
 		}
 		s->synced_sig = c->params->sig;
 		server_set_state(s, SERVER_ACTIVE);
-		client_server_ready(s->client);
+		if (s->holding_ready) {
+			release_held_ready(s);
+			client_server_ready(c);
+			if (s->state == SERVER_ACTIVE)
+				maybe_release(s);
+			return;
+		}
+		client_server_ready(c);
 		return;
 	case SERVER_DRAIN:
 		if (s->rfq_pending == 0 && s->internal_pending == 0) {

@@ -40,8 +40,9 @@ struct client {
 	struct server *server; /* linked server, or NULL */
 	char *user;            /* from the startup packet */
 	char *database;
-	struct params startup; /* parameters from the startup packet, until login */
-	struct pset *params;   /* after login: what this client wants (shared, see params.h) */
+	struct params startup;     /* parameters from the startup packet, until login */
+	struct pset *params;       /* after login: what this client wants (shared, see params.h) */
+	struct pset *login_params; /* its set at login: what RESET / DISCARD ALL return to */
 	struct auth_exchange *auth;
 	bool admin; /* connected to the admin console database (later issue) */
 

@@ -45,6 +45,11 @@ struct server {
 	uint64_t synced_sig;  /* params_signature of the client set it matches; 0 = unknown */
 	bool session_dirty;   /* a client ran SET/RESET/DISCARD ALL: RESET ALL before reuse */
 	int benign_sets;      /* SET TRANSACTION/LOCAL/... sent: as many "SET" tags are harmless */
+	bool restore_all;     /* the client ran RESET ALL / DISCARD ALL: restore its login values */
+	char *restore_names[8]; /* ... or RESET x / SET x TO DEFAULT for these (lower case) */
+	int n_restore;
+	bool holding_ready; /* its ReadyForQuery is held while they are restored */
+	char held_status;
 
 	char txn_status;         /* from the last ReadyForQuery: 'I', 'T' or 'E' */
 	int rfq_pending;         /* ReadyForQuery messages the linked client still expects */

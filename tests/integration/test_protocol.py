@@ -305,10 +305,6 @@ def test_parameter_status_changes(pgtide):
         assert c.info.parameter_status("DateStyle") == "German, DMY"
 
 
-@pytest.mark.xfail(strict=True, reason="known limit shared with PgBouncer: on a pooled server "
-                   "a startup parameter is applied with set_config(), and RESET goes back to "
-                   "the server's default, not to the client's startup value (SQL cannot "
-                   "change a setting's reset value)")
 def test_reset_returns_to_startup_value(pgtide):
     p = pgtide.start()
     with p.connect(application_name="before") as c:

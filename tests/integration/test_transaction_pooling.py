@@ -290,14 +290,8 @@ REPORTED = ("TimeZone", "application_name", "DateStyle", "client_encoding")
 
 
 # RESET and DISCARD ALL go back to a setting's reset value, which PostgreSQL takes from the
-# *server connection's* startup packet; pgtide applies a client's startup values with
-# set_config() and SQL cannot change a reset value. Known limit (PgBouncer shares it); fixing it
-# needs pgtide to re-apply the client's startup values after a RESET it can name.
-_RESET_LIMIT = pytest.mark.xfail(strict=True, reason="known limit: RESET/DISCARD ALL return to "
-                                 "the server's defaults, not the client's startup values")
-_RESET_CASES = [pytest.param(k, marks=_RESET_LIMIT) if k in
-                ("reset_all", "discard_all", "reset_timezone", "set_timezone_default") else k
-                for k in RESETS]
+# server connection's startup packet: pgtide puts the client's own login values back after them.
+_RESET_CASES = list(RESETS)
 
 
 @pytest.mark.parametrize("case", _RESET_CASES)
