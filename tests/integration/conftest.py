@@ -242,3 +242,29 @@ def node_bin():
     if not path:
         pytest.skip("node is not installed")
     return path
+
+
+@pytest.fixture
+def table(pg):
+    """make(columns="who text") creates a fresh table in database app, owned by app; dropped
+    afterwards."""
+    import uuid
+    names = []
+
+    def make(ddl_cols="who text"):
+        name = "t_" + uuid.uuid4().hex[:10]
+        pg.admin_sql(f"CREATE TABLE {name} ({ddl_cols})", db="app")
+        pg.admin_sql(f"ALTER TABLE {name} OWNER TO app", db="app")
+        names.append(name)
+        return name
+    yield make
+    for n in names:
+        pg.admin_sql(f"DROP TABLE IF EXISTS {n}", db="app")
+
+
+@pytest.fixture
+def pgbench_tables(pg):
+    """Drops pgbench's tables after the test."""
+    yield
+    pg.admin_sql("DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_history, "
+                 "pgbench_tellers", db="app")

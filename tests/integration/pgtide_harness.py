@@ -1110,3 +1110,24 @@ def copy_done_msg():
 
 def copy_fail_msg(reason):
     return message(b"f", _cstr(reason))
+
+
+# ---- pgbench ------------------------------------------------------------------------------------
+
+def pgbench(host, port, *args, timeout=120):
+    """Runs pgbench as user app against database app; fails the test if it overruns."""
+    import pytest
+    env = dict(os.environ, PGPASSWORD="app")
+    cmd = [pg_tool("pgbench"), "-h", host, "-p", str(port), "-U", "app"] + list(args) + ["app"]
+    try:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"pgbench {args} did not finish in {timeout}s: {e.stdout} {e.stderr}")
+
+
+def pgbench_summary(r):
+    """(processed, requested, failed) from pgbench's summary; asserts there is one."""
+    m = re.search(r"number of transactions actually processed: (\d+)/?(\d+)?", r.stdout)
+    assert m, f"no summary in pgbench output:\n{r.stdout}\n{r.stderr}"
+    failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
+    return int(m[1]), int(m[2]) if m[2] else None, int(failed[1]) if failed else 0

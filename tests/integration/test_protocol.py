@@ -6,7 +6,6 @@ import os
 import select
 import subprocess
 import time
-import uuid
 
 import psycopg
 import psycopg2
@@ -14,22 +13,6 @@ import pytest
 from psycopg import pq
 
 import pgtide_harness as h
-
-
-@pytest.fixture
-def table(pg):
-    """A fresh table name in database app, dropped afterwards."""
-    names = []
-
-    def make(ddl_cols):
-        name = "t_" + uuid.uuid4().hex[:10]
-        pg.admin_sql(f"CREATE TABLE {name} ({ddl_cols})", db="app")
-        pg.admin_sql(f"ALTER TABLE {name} OWNER TO app", db="app")
-        names.append(name)
-        return name
-    yield make
-    for n in names:
-        pg.admin_sql(f"DROP TABLE IF EXISTS {n}", db="app")
 
 
 def pg2(p, **kw):

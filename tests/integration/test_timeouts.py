@@ -5,7 +5,6 @@ client it waits, and the reserve pool steps in after reserve_pool_timeout."""
 
 import select
 import time
-import uuid
 
 import psycopg
 import pytest
@@ -13,22 +12,6 @@ import pytest
 import pgtide_harness as h
 
 TX = {"pool_mode": "transaction"}
-
-
-@pytest.fixture
-def table(pg):
-    """A fresh one-column (who text) table in database app, dropped afterwards."""
-    names = []
-
-    def make():
-        name = "to_" + uuid.uuid4().hex[:10]
-        pg.admin_sql(f"CREATE TABLE {name} (who text)", db="app")
-        pg.admin_sql(f"ALTER TABLE {name} OWNER TO app", db="app")
-        names.append(name)
-        return name
-    yield make
-    for n in names:
-        pg.admin_sql(f"DROP TABLE IF EXISTS {n}", db="app")
 
 
 def connect(p, **kw):

@@ -3,10 +3,7 @@ an unsynced batch) is in flight and goes back to the pool at ReadyForQuery 'I'; 
 follow the client; a client that vanishes mid-transaction leaves nothing behind; the pool mode
 can be set globally, per database and per user."""
 
-import os
-import re
 import resource
-import subprocess
 import time
 import uuid
 
@@ -535,39 +532,20 @@ def test_waiting_clients_are_served_in_arrival_order(pgtide, pg):
 
 # ---- pgbench -----------------------------------------------------------------------------------
 
-def _pgbench(host, port, *args, timeout=60):
-    env = dict(os.environ, PGPASSWORD="app")
-    cmd = [h.pg_tool("pgbench"), "-h", host, "-p", str(port), "-U", "app"] + list(args) + \
-        ["app"]
-    try:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"pgbench {args} did not finish in {timeout}s: {e.stdout} {e.stderr}")
-
-
-@pytest.fixture
-def pgbench_tables(pg):
-    yield
-    pg.admin_sql("DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_history, "
-                 "pgbench_tellers", db="app")
-
-
 @pytest.mark.deadline(90)
 def test_pgbench_in_transaction_mode(pgtide, pg, pgbench_tables):
-    r = _pgbench(pg.host, pg.port, "-i", "-s", "1", "-q")
+    r = h.pgbench(pg.host, pg.port, "-i", "-s", "1", "-q")
     assert r.returncode == 0, r.stderr
     p = pgtide.start({**TX, "default_pool_size": 5})
     with h.BackendSampler(pg, user="app", db="app") as sampler:
         for script in (["-S"], []):
             for mode in ("simple", "extended"):
-                r = _pgbench(p.host, p.port, "-n", "-c", "20", "-j", "2", "-T", "2",
+                r = h.pgbench(p.host, p.port, "-n", "-c", "20", "-j", "2", "-T", "2",
                              "-M", mode, *script)
                 what = f"pgbench {script} -M {mode}:\n{r.stdout}\n{r.stderr}"
                 assert r.returncode == 0, what
-                m = re.search(r"number of transactions actually processed: (\d+)", r.stdout)
-                assert m and int(m[1]) > 0, what
-                f = re.search(r"number of failed transactions: (\d+)", r.stdout)
-                assert f and int(f[1]) == 0, what
+                done, _, failed = h.pgbench_summary(r)
+                assert done > 0 and failed == 0, what
     assert sampler.max <= 5, f"PostgreSQL saw {sampler.max} backends with pool size 5"
 
 
