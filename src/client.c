@@ -41,17 +41,41 @@ static const char *const state_names[] = {
         "startup", "auth", "login_wait", "idle", "waiting", "active", "closed",
 };
 
+/* The peer as text ("127.0.0.1:53412", "[::1]:53412" or "unix"), made only when logged. */
+static void describe_addr(const struct client *c, char *out, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	switch (c->addr.sa.sa_family) {
+	case AF_INET:
+		inet_ntop(AF_INET, &c->addr.in.sin_addr, host, sizeof(host));
+		snprintf(out, n, "%s:%d", host, ntohs(c->addr.in.sin_port));
+		return;
+	case AF_INET6:
+		inet_ntop(AF_INET6, &c->addr.in6.sin6_addr, host, sizeof(host));
+		snprintf(out, n, "[%s]:%d", host, ntohs(c->addr.in6.sin6_port));
+		return;
+	default:
+		snprintf(out, n, "unix");
+		return;
+	}
+}
+
 const char *client_prefix(const struct client *c, char *buf, size_t n)
 {
+	char addr[INET6_ADDRSTRLEN + 16];
+	describe_addr(c, addr, sizeof(addr));
 	snprintf(buf, n, "%s/%s@%s c%llu", c->database ? c->database : "?", c->user ? c->user : "?",
-	         c->addr_str, (unsigned long long)c->id);
+	         addr, (unsigned long long)c->id);
 	return buf;
 }
 
 #define CLOG(level, c, fmt, ...)                                                                   \
 	do {                                                                                       \
-		char pfx_[256];                                                                    \
-		log_msg(level, "%s " fmt, client_prefix(c, pfx_, sizeof(pfx_)), ##__VA_ARGS__);    \
+		if (log_enabled(level)) {                                                          \
+			char pfx_[256];                                                            \
+			log_msg(level, "%s " fmt, client_prefix(c, pfx_, sizeof(pfx_)),            \
+			        ##__VA_ARGS__);                                                    \
+		}                                                                                  \
 	} while (0)
 
 /* ---- state and lists ---- */
@@ -138,13 +162,16 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 		return;
 	struct pt_ctx *ctx = c->ctx;
 	char why[512] = "";
-	if (fmt) {
+	bool logged_in = c->state >= CLIENT_LOGIN_WAIT;
+	bool log_it = (sqlstate && ctx->cfg.log_pooler_errors && log_enabled(LOG_LEVEL_WARNING)) ||
+	              (ctx->cfg.log_disconnections && (logged_in || sqlstate) &&
+	               log_enabled(LOG_LEVEL_LOG));
+	if (fmt && (sqlstate || log_it)) {
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(why, sizeof(why), fmt, ap);
 		va_end(ap);
 	}
-	bool logged_in = c->state >= CLIENT_LOGIN_WAIT;
 	if (sqlstate && ctx->cfg.log_pooler_errors)
 		CLOG(LOG_LEVEL_WARNING, c, "pooler error: %s (%s)", why, sqlstate);
 	if (ctx->cfg.log_disconnections && (logged_in || sqlstate))
@@ -216,26 +243,6 @@ void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
 
 /* ---- accept ---- */
 
-static void describe_addr(struct client *c, const struct sockaddr *sa, bool is_unix)
-{
-	if (is_unix || sa->sa_family == AF_UNIX) {
-		snprintf(c->addr_str, sizeof(c->addr_str), "unix");
-		return;
-	}
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-	}
-	snprintf(c->addr_str, sizeof(c->addr_str), "%s:%d", host, port);
-}
-
 void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen,
                    bool is_unix)
 {
@@ -248,8 +255,10 @@ void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, sock
 	c->id = ++ctx->next_conn_id;
 	c->connect_time = c->last_active = pt_now();
 	c->state = CLIENT_STARTUP;
-	(void)addrlen;
-	describe_addr(c, addr, is_unix);
+	if (!is_unix && addrlen <= sizeof(c->addr))
+		memcpy(&c->addr, addr, addrlen);
+	else
+		c->addr.sa.sa_family = AF_UNIX;
 	if (!io_init(&c->io, ctx, fd, &client_io_ops, c)) {
 		close(fd);
 		free(c);
@@ -388,10 +397,8 @@ static void send_login(struct client *c)
 	struct pbuf *b = &ctx->scratch;
 	pbuf_reset(b);
 	proto_build_auth(b, 0, NULL, 0);
-	const struct params *cp = &c->params->p;
-	for (size_t i = 0; i < cp->n; i++)
-		if (params_is_reported(cp->v[i].name))
-			proto_build_parameter_status(b, cp->v[i].name, cp->v[i].value);
+	const struct pbuf *status = pset_status_messages(c->params);
+	pbuf_put(b, status->data, status->len);
 	proto_build_backend_key(b, c->cancel_pid, c->cancel_key);
 	proto_build_ready(b, 'I');
 	send_scratch(c);
@@ -411,17 +418,32 @@ void client_login_complete(struct client *c)
 	struct pool *p = c->pool;
 
 	/* The client's parameters: the server's defaults, overridden by what it asked for. */
-	struct params wanted = {0};
-	if (!params_copy(&wanted, &p->welcome) || !params_copy(&wanted, &c->startup)) {
-		params_free(&wanted);
-		client_close(c, "53200", "out of memory");
-		return;
-	}
-	params_free(&c->startup);
-	c->params = pset_intern(&ctx->psets, &wanted);
-	if (!c->params) {
-		client_close(c, "53200", "out of memory");
-		return;
+	bool differs;
+	if (p->login_pset && params_equal(&c->startup, &p->login_startup)) {
+		/* Same startup parameters as the last login here: same set. */
+		c->params = p->login_pset;
+		c->params->refs++;
+		differs = p->login_differs;
+		params_free(&c->startup);
+	} else {
+		struct params wanted = {0};
+		if (!params_copy(&wanted, &p->welcome) || !params_copy(&wanted, &c->startup)) {
+			params_free(&wanted);
+			client_close(c, "53200", "out of memory");
+			return;
+		}
+		c->params = pset_intern(&ctx->psets, &wanted);
+		if (!c->params) {
+			client_close(c, "53200", "out of memory");
+			return;
+		}
+		differs = params_sync_count(&c->params->p, &p->welcome) > 0;
+		pool_forget_login(p);
+		p->login_startup = c->startup; /* moved: the pool keeps it */
+		memset(&c->startup, 0, sizeof(c->startup));
+		p->login_pset = c->params;
+		p->login_pset->refs++;
+		p->login_differs = differs;
 	}
 
 	if (!cancel_register(ctx->cancels, c, &c->cancel_pid, &c->cancel_key)) {
@@ -430,10 +452,7 @@ void client_login_complete(struct client *c)
 	}
 	c->cancel_registered = true;
 
-	struct pbuf probe = {0};
-	size_t differs = params_sync_sql(&c->params->p, &p->welcome, &probe);
-	pbuf_free(&probe);
-	if (differs == 0) {
+	if (!differs) {
 		client_set_state(c, CLIENT_IDLE);
 		send_login(c);
 		/* A client may pipeline its first query behind the startup packet. */

@@ -68,9 +68,18 @@ bool log_debug_enabled(void)
 	return log_state.verbose > 0;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+bool log_enabled(enum log_level level)
 {
 	if (level == LOG_LEVEL_DEBUG && log_state.verbose <= 0)
+		return false;
+	/* Formatting costs more than most of a connection's life: skip it when nobody reads. */
+	return !(log_state.quiet && level < LOG_LEVEL_ERROR && !log_state.file &&
+	         !log_state.use_syslog);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if (!log_enabled(level))
 		return;
 	char msg[2048];
 	va_list ap;

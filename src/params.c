@@ -213,6 +213,23 @@ size_t params_sync_sql(const struct params *client, const struct params *server,
 	return n;
 }
 
+size_t params_sync_count(const struct params *client, const struct params *server)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < client->n; i++) {
+		const struct param *c = &client->v[i];
+		if (params_is_server_fact(c->name))
+			continue;
+		const char *sv = params_get(server, c->name);
+		if (!sv || strcmp(sv, c->value) != 0)
+			n++;
+	}
+	for (size_t i = 0; i < server->n; i++)
+		if (server->v[i].set_by_us && !params_find(client, server->v[i].name))
+			n++;
+	return n;
+}
+
 void params_sync_done(const struct params *client, struct params *server)
 {
 	for (size_t i = 0; i < server->n;) {
@@ -237,7 +254,7 @@ void params_sync_done(const struct params *client, struct params *server)
 
 /* ---- shared sets ---- */
 
-static bool params_equal(const struct params *a, const struct params *b)
+bool params_equal(const struct params *a, const struct params *b)
 {
 	if (a->n != b->n)
 		return false;
@@ -301,6 +318,17 @@ struct pset *pset_intern(struct pset_table *t, struct params *p)
 	return s;
 }
 
+const struct pbuf *pset_status_messages(struct pset *s)
+{
+	if (s->status.len == 0 && !s->status.oom) {
+		for (size_t i = 0; i < s->p.n; i++)
+			if (params_is_reported(s->p.v[i].name))
+				proto_build_parameter_status(&s->status, s->p.v[i].name,
+				                             s->p.v[i].value);
+	}
+	return &s->status;
+}
+
 void pset_release(struct pset_table *t, struct pset *s)
 {
 	if (!s || --s->refs > 0)
@@ -314,6 +342,7 @@ void pset_release(struct pset_table *t, struct pset *s)
 	}
 	t->n--;
 	params_free(&s->p);
+	pbuf_free(&s->status);
 	free(s);
 }
 
@@ -341,6 +370,7 @@ void pset_table_free(struct pset_table *t)
 		while (s) {
 			struct pset *next = s->next;
 			params_free(&s->p);
+			pbuf_free(&s->status);
 			free(s);
 			s = next;
 		}

@@ -13,6 +13,14 @@
 #define PLOG(level, p, fmt, ...)                                                                   \
 	log_msg(level, "%s/%s " fmt, (p)->db_name, (p)->user_name, ##__VA_ARGS__)
 
+void pool_forget_login(struct pool *p)
+{
+	params_free(&p->login_startup);
+	if (p->login_pset)
+		pset_release(&p->ctx->psets, p->login_pset);
+	p->login_pset = NULL;
+}
+
 int pool_server_count(const struct pool *p)
 {
 	return p->n_connecting + p->n_idle + p->n_active + p->n_used;
@@ -148,6 +156,7 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 		TAILQ_FOREACH(s, &p->used, link) s->close_when_idle = true;
 		p->have_welcome = false;
 		params_free(&p->welcome);
+		pool_forget_login(p);
 		PLOG(LOG_LEVEL_LOG, p, "connection settings changed: servers will be replaced");
 	}
 	free(p->conninfo_sig);
@@ -279,6 +288,9 @@ void pool_free(struct pool *p)
 		free(p->password);
 	}
 	params_free(&p->welcome);
+	params_free(&p->login_startup);
+	if (p->login_pset)
+		pset_release(&p->ctx->psets, p->login_pset);
 	free(p->fail_message);
 	free(p);
 }
@@ -429,6 +441,7 @@ void pool_server_connected(struct pool *p, struct server *s)
 		params_free(&p->welcome);
 		params_copy(&p->welcome, &s->params);
 		p->have_welcome = true;
+		pool_forget_login(p);
 	}
 	p->last_connect_failure = 0;
 	if (s->state == SERVER_CONNECTING) {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "pgtide/io.h"
@@ -34,7 +35,11 @@ struct client {
 	enum client_state state;
 	uint64_t id; /* connection id, for logs */
 	struct io io;
-	char addr_str[64]; /* "127.0.0.1:53412" or "unix" */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} addr; /* the peer (family AF_UNIX for Unix sockets); text only when logged */
 
 	struct pool *pool;
 	struct server *server; /* linked server, or NULL */

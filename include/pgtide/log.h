@@ -27,5 +27,7 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 
 /* True if DEBUG lines are written (to skip building expensive messages). */
 bool log_debug_enabled(void);
+/* True if a line at this level would be written anywhere (to skip formatting it). */
+bool log_enabled(enum log_level level);
 
 #endif

@@ -31,6 +31,8 @@ const char *params_get(const struct params *p, const char *name);
 struct param *params_find(const struct params *p, const char *name);
 void params_remove(struct params *p, const char *name);
 bool params_copy(struct params *dst, const struct params *src);
+/* Same names (in any case and order) with the same values. */
+bool params_equal(const struct params *a, const struct params *b);
 void params_free(struct params *p);
 
 /* The parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT); *n is set. */
@@ -52,6 +54,9 @@ bool params_is_server_fact(const char *name);
  * (0: nothing to do).
  */
 size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql);
+
+/* How many changes params_sync_sql would make, without building the SQL. */
+size_t params_sync_count(const struct params *client, const struct params *server);
 
 /*
  * After the sync SQL succeeded: records on `server` the non-reported values pgtide set and
@@ -75,7 +80,11 @@ struct pset {
 	uint32_t refs;
 	uint64_t sig; /* params_signature(&p) */
 	struct params p;
+	struct pbuf status; /* ParameterStatus messages of its reported values, built once */
 };
+
+/* The ParameterStatus messages for s's reported parameters (for a login), built on first use. */
+const struct pbuf *pset_status_messages(struct pset *s);
 
 /* The table of shared sets (one per event loop). Zero-initialise. */
 struct pset_table {

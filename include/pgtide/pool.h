@@ -50,6 +50,11 @@ struct pool {
 	int n_connecting, n_idle, n_active, n_used;
 
 	struct params welcome; /* ParameterStatus set from the first server, for logins */
+	/* The last login's startup parameters and the set they made: a storm of identical logins
+	 * reuses it instead of building and comparing tables each time. */
+	struct params login_startup;
+	struct pset *login_pset;
+	bool login_differs; /* that set differs from welcome: check it on a server */
 	bool have_welcome;
 	int64_t last_connect_failure; /* monotonic usec, 0 = none */
 	char fail_sqlstate[6];
@@ -91,6 +96,9 @@ void pool_janitor(struct pool *p, int64_t now);
 
 /* Re-reads the pool's settings from ctx->cfg after a reload. */
 void pool_refresh(struct pool *p);
+
+/* Drops the cached login set (the welcome parameters changed). */
+void pool_forget_login(struct pool *p);
 
 /* Frees an empty pool. */
 void pool_free(struct pool *p);
