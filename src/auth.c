@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,13 +217,26 @@ void auth_userlist_free(struct auth_userlist *ul)
 
 /* ---- md5 ---- */
 
+/*
+ * OpenSSL 3 looks an algorithm up on every EVP_DigestInit_ex(EVP_md5()) (about half the cost of a
+ * login's md5 hashing): fetch it once. Like the SCRAM mock key, a process-wide constant once set.
+ */
+static EVP_MD *md5_md;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void)
+{
+	md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+}
+
 static void auth_md5_hex(const void *a, size_t a_len, const void *b, size_t b_len, char out[36])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
+	pthread_once(&md5_once, md5_fetch);
+	bool ok = ctx && EVP_DigestInit_ex(ctx, md5_md ? md5_md : EVP_md5(), NULL) == 1 &&
 	          EVP_DigestUpdate(ctx, a, a_len) == 1 && EVP_DigestUpdate(ctx, b, b_len) == 1 &&
 	          EVP_DigestFinal_ex(ctx, digest, &len) == 1 && len == 16;
 
