@@ -177,6 +177,13 @@ void params_quote_value(struct pbuf *b, const char *value)
 	pbuf_put_u8(b, '\'');
 }
 
+/* pbuf_put that does nothing without a buffer (params_sync_sql counting only). */
+static void put(struct pbuf *b, const char *s, size_t n)
+{
+	if (b)
+		pbuf_put(b, s, n);
+}
+
 size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql)
 {
 	/*
@@ -191,23 +198,26 @@ size_t params_sync_sql(const struct params *client, const struct params *server,
 		const char *sv = params_get(server, c->name);
 		if (sv && strcmp(sv, c->value) == 0)
 			continue;
-		pbuf_put(sql, n == 0 ? "SELECT " : ", ", n == 0 ? 7 : 2);
-		pbuf_put(sql, "pg_catalog.set_config(", 22);
-		params_quote_value(sql, c->name);
-		pbuf_put(sql, ", ", 2);
-		params_quote_value(sql, c->value);
-		pbuf_put(sql, ", false)", 8);
+		put(sql, n == 0 ? "SELECT " : ", ", n == 0 ? 7 : 2);
+		put(sql, "pg_catalog.set_config(", 22);
+		if (sql) {
+			params_quote_value(sql, c->name);
+			pbuf_put(sql, ", ", 2);
+			params_quote_value(sql, c->value);
+		}
+		put(sql, ", false)", 8);
 		n++;
 	}
 	if (n > 0)
-		pbuf_put(sql, ";", 1);
+		put(sql, ";", 1);
 	for (size_t i = 0; i < server->n; i++) {
 		const struct param *s = &server->v[i];
 		if (!s->set_by_us || params_find(client, s->name))
 			continue;
-		pbuf_put(sql, "RESET ", 6);
-		params_quote_name(sql, s->name);
-		pbuf_put(sql, ";", 1);
+		put(sql, "RESET ", 6);
+		if (sql)
+			params_quote_name(sql, s->name);
+		put(sql, ";", 1);
 		n++;
 	}
 	return n;
@@ -215,19 +225,7 @@ size_t params_sync_sql(const struct params *client, const struct params *server,
 
 size_t params_sync_count(const struct params *client, const struct params *server)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < client->n; i++) {
-		const struct param *c = &client->v[i];
-		if (params_is_server_fact(c->name))
-			continue;
-		const char *sv = params_get(server, c->name);
-		if (!sv || strcmp(sv, c->value) != 0)
-			n++;
-	}
-	for (size_t i = 0; i < server->n; i++)
-		if (server->v[i].set_by_us && !params_find(client, server->v[i].name))
-			n++;
-	return n;
+	return params_sync_sql(client, server, NULL);
 }
 
 void params_sync_done(const struct params *client, struct params *server)

@@ -387,6 +387,26 @@ static void start_reset(struct server *s)
 	}
 }
 
+/*
+ * Brings s's parameters in line with c's: sends the hidden set_config/RESET query and enters
+ * SYNC (true), or finds nothing to change and records that s matches c (false).
+ */
+static bool start_sync(struct server *s, struct client *c)
+{
+	struct pbuf sql = {0};
+	size_t n = params_sync_sql(&c->params->p, &s->params, &sql);
+	bool started = n > 0 && !sql.oom;
+	if (started) {
+		pbuf_put_u8(&sql, 0);
+		server_set_state(s, SERVER_SYNC);
+		send_query(s, (const char *)sql.data);
+	} else {
+		s->synced_sig = c->params->sig;
+	}
+	pbuf_free(&sql);
+	return started;
+}
+
 void server_link(struct server *s, struct client *c)
 {
 	s->client = c;
@@ -411,17 +431,8 @@ void server_link(struct server *s, struct client *c)
 		server_set_state(s, SERVER_ACTIVE);
 		return;
 	}
-	struct pbuf sql = {0};
-	size_t n = params_sync_sql(&c->params->p, &s->params, &sql);
-	if (n > 0 && !sql.oom) {
-		pbuf_put_u8(&sql, 0);
-		server_set_state(s, SERVER_SYNC);
-		send_query(s, (const char *)sql.data);
-	} else {
-		s->synced_sig = c->params->sig;
+	if (!start_sync(s, c))
 		server_set_state(s, SERVER_ACTIVE);
-	}
-	pbuf_free(&sql);
 }
 
 void server_release(struct server *s, bool client_gone)
@@ -633,17 +644,8 @@ static void start_restore(struct server *s)
 	}
 	clear_restores(s);
 	s->synced_sig = 0;
-	struct pbuf sql = {0};
-	size_t n = params_sync_sql(&c->params->p, &s->params, &sql);
-	if (n > 0 && !sql.oom) {
-		pbuf_put_u8(&sql, 0);
-		server_set_state(s, SERVER_SYNC);
-		send_query(s, (const char *)sql.data);
-	} else {
-		s->synced_sig = c->params->sig;
+	if (!start_sync(s, c))
 		release_held_ready(s);
-	}
-	pbuf_free(&sql);
 }
 
 static void note_command_tag(struct server *s, const char *tag, uint32_t len)

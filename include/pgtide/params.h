@@ -51,7 +51,7 @@ bool params_is_server_fact(const char *name);
  * that wants `client`: one "SELECT pg_catalog.set_config(E'name', E'value', false), ...;" for
  * the values to set (set_config reads the value as a startup packet would) and "RESET name;"
  * for values pgtide set earlier that the client does not want. Returns the number of changes
- * (0: nothing to do).
+ * (0: nothing to do); with sql NULL it only counts them.
  */
 size_t params_sync_sql(const struct params *client, const struct params *server, struct pbuf *sql);
 
