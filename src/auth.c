@@ -13,7 +13,7 @@
 
 #include "pgtide/scram.h"
 
-/* Authentication request codes (AuthenticationXXX 'R' messages). */
+/* Authentication request codes: the int32 in the Authentication ('R') messages. */
 #define AUTH_REQ_PASSWORD  3
 #define AUTH_REQ_MD5       5
 #define AUTH_REQ_SASL      10

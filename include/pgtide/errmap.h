@@ -46,8 +46,8 @@ enum errmap_kind errmap_kind_of(const char *sqlstate);
  *   {"kind":"TableDoesNotExist","table":"public.t"}
  *   {"kind":"postgres","code":"42601","severity":"ERROR","message":"...","detail":"..."}
  * Fields adapter-pg would leave undefined are left out. Strings are JSON-escaped (control
- * characters as \uXXXX, invalid UTF-8 passed through byte for byte is not allowed: replace each
- * invalid byte with U+FFFD). Returns the kind.
+ * characters as \u00nn) and each byte that is not valid UTF-8 becomes U+FFFD, so the output is
+ * always valid JSON. Returns the kind.
  */
 enum errmap_kind errmap_classify(const struct proto_error *e, struct pbuf *json);
 

@@ -246,15 +246,17 @@ def node_bin():
 
 @pytest.fixture
 def table(pg):
-    """make(columns="who text") creates a fresh table in database app, owned by app; dropped
-    afterwards."""
+    """make(columns="who text", rows_sql=None) creates a fresh table in database app, owned by
+    app, optionally filled with `INSERT INTO t <rows_sql>`; dropped afterwards."""
     import uuid
     names = []
 
-    def make(ddl_cols="who text"):
+    def make(ddl_cols="who text", rows_sql=None):
         name = "t_" + uuid.uuid4().hex[:10]
         pg.admin_sql(f"CREATE TABLE {name} ({ddl_cols})", db="app")
         pg.admin_sql(f"ALTER TABLE {name} OWNER TO app", db="app")
+        if rows_sql:
+            pg.admin_sql(f"INSERT INTO {name} {rows_sql}", db="app")
         names.append(name)
         return name
     yield make

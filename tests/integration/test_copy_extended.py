@@ -37,6 +37,16 @@ def _read_until(c, mtype, timeout=5):
     raise AssertionError(f"no {mtype!r} within {timeout}s; got {[m[0] for m in seen]}")
 
 
+def _copy_in(c, table, data):
+    """libpq's PQexecParams("COPY ... FROM STDIN") sequence; returns the messages up to and
+    including ReadyForQuery."""
+    c.send(_parse(f"COPY {table} FROM STDIN") + _bind() + _describe_portal() + _execute() +
+           h.message(b"S"))
+    _read_until(c, "G")
+    c.send(h.message(b"d", data) + h.message(b"c") + h.message(b"S"))
+    return _read_until(c, "Z")
+
+
 def test_extended_copy_in_releases_server(pgtide):
     p = pgtide.start({"pool_mode": "transaction", "default_pool_size": 1})
     with p.connect() as setup:
@@ -44,11 +54,7 @@ def test_extended_copy_in_releases_server(pgtide):
         setup.execute("create table copy_ext (v int)")
     with p.raw() as c:
         assert c.login("app", "app", "app").ok
-        c.send(_parse("COPY copy_ext FROM STDIN") + _bind() + _describe_portal() + _execute() +
-               h.message(b"S"))
-        _read_until(c, "G")
-        c.send(h.message(b"d", b"1\n2\n3\n") + h.message(b"c") + h.message(b"S"))
-        msgs = _read_until(c, "Z")
+        msgs = _copy_in(c, "copy_ext", b"1\n2\n3\n")
         tags = [b for t, b in msgs if t == "C"]
         assert tags == [b"COPY 3\0"], msgs
         assert msgs[-1] == ("Z", b"I")
@@ -74,11 +80,7 @@ def test_extended_copy_in_then_more_work_same_client(pgtide):
     with p.raw() as c:
         assert c.login("app", "app", "app").ok
         for i in range(3):
-            c.send(_parse("COPY copy_ext2 FROM STDIN") + _bind() + _describe_portal() +
-                   _execute() + h.message(b"S"))
-            _read_until(c, "G")
-            c.send(h.message(b"d", f"{i}\n".encode()) + h.message(b"c") + h.message(b"S"))
-            assert _read_until(c, "Z")[-1] == ("Z", b"I")
+            assert _copy_in(c, "copy_ext2", f"{i}\n".encode())[-1] == ("Z", b"I")
         r = c.query("select count(*) from copy_ext2")
         assert r.results[0][1] == [("3",)] or r.results[0][1] == [(b"3",)] or \
             str(r.results[0][1][0][0]) == "3", r

@@ -5,7 +5,6 @@ can be set globally, per database and per user."""
 
 import resource
 import time
-import uuid
 
 import psycopg
 import pytest
@@ -14,24 +13,6 @@ from psycopg import pq
 import pgtide_harness as h
 
 TX = {"pool_mode": "transaction"}
-
-
-@pytest.fixture
-def table(pg):
-    """A fresh table in database app, owned by app, dropped afterwards."""
-    names = []
-
-    def make(ddl_cols, rows_sql=None):
-        name = "tp_" + uuid.uuid4().hex[:10]
-        pg.admin_sql(f"CREATE TABLE {name} ({ddl_cols})", db="app")
-        pg.admin_sql(f"ALTER TABLE {name} OWNER TO app", db="app")
-        if rows_sql:
-            pg.admin_sql(f"INSERT INTO {name} {rows_sql}", db="app")
-        names.append(name)
-        return name
-    yield make
-    for n in names:
-        pg.admin_sql(f"DROP TABLE IF EXISTS {n}", db="app")
 
 
 def connect(p, autocommit=True, **kw):
@@ -99,6 +80,18 @@ def test_200_clients_through_5_servers(pgtide, pg, table):
 
 # ---- release at ReadyForQuery 'I' --------------------------------------------------------------
 
+def _waits_until_ended(a, b, pid, end_sql, what):
+    """b's query waits while a holds the only server in a transaction, and gets that server
+    (pid) right after a sends end_sql."""
+    job = h.Background(_pid, b)
+    time.sleep(1.0)
+    assert not job.done(), f"b ran a query on the server of a's {what} transaction"
+    t0 = time.monotonic()
+    a.execute(end_sql)
+    assert job.result(timeout=5) == pid
+    assert job.finished_at - t0 < 1.0, f"b was not given the server right after {end_sql}"
+
+
 def test_server_released_at_ready_for_query_idle(pgtide, pg):
     p = pgtide.start({**TX, "default_pool_size": 1})
     with connect(p) as a, connect(p) as b:
@@ -112,26 +105,14 @@ def test_server_released_at_ready_for_query_idle(pgtide, pg):
         a.execute("begin")
         a.execute("select 1")
         assert a.info.transaction_status == pq.TransactionStatus.INTRANS
-        job = h.Background(_pid, b)
-        time.sleep(1.0)
-        assert not job.done(), "b ran a query on the server of a's open transaction"
-        t0 = time.monotonic()
-        a.execute("commit")
-        assert job.result(timeout=5) == pid
-        assert job.finished_at - t0 < 1.0, "b was not given the server right after COMMIT"
+        _waits_until_ended(a, b, pid, "commit", "open")
 
         # so does a failed one, until ROLLBACK
         a.execute("begin")
         with pytest.raises(psycopg.errors.DivisionByZero):
             a.execute("select 1/0")
         assert a.info.transaction_status == pq.TransactionStatus.INERROR
-        job = h.Background(_pid, b)
-        time.sleep(1.0)
-        assert not job.done(), "b ran a query on the server of a's aborted transaction"
-        t0 = time.monotonic()
-        a.execute("rollback")
-        assert job.result(timeout=5) == pid
-        assert job.finished_at - t0 < 1.0, "b was not given the server right after ROLLBACK"
+        _waits_until_ended(a, b, pid, "rollback", "aborted")
         assert b.info.transaction_status == pq.TransactionStatus.IDLE
         assert a.execute("select 2").fetchone() == (2,)
     assert pg.count_backends(user="app", db="app") == 1
