@@ -11,8 +11,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "pgtide/admin.h"
 #include "pgtide/auth.h"
 #include "pgtide/cancel.h"
+#include "pgtide/errmap.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
@@ -20,6 +22,8 @@
 
 /* Longest message accepted while authenticating (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH). */
 #define CLIENT_AUTH_MAX_MSG 65535u
+/* Parse messages up to this size are buffered whole to be inspected; larger ones stream. */
+#define CLIENT_PARSE_WHOLE_MAX (1024u * 1024u)
 /* SSLRequest and GSSENCRequest may each come once before the StartupMessage. */
 #define CLIENT_MAX_NEGOTIATIONS 2
 
@@ -40,6 +44,19 @@ static const struct io_ops client_io_ops = {
 static const char *const state_names[] = {
         "startup", "auth", "login_wait", "idle", "waiting", "active", "closed",
 };
+
+void client_addr(const struct client *c, char *host, size_t n, int *port)
+{
+	*port = 0;
+	snprintf(host, n, "unix");
+	if (c->addr.sa.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &c->addr.in.sin_addr, host, (socklen_t)n);
+		*port = ntohs(c->addr.in.sin_port);
+	} else if (c->addr.sa.sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &c->addr.in6.sin6_addr, host, (socklen_t)n);
+		*port = ntohs(c->addr.in6.sin6_port);
+	}
+}
 
 /* The peer as text ("127.0.0.1:53412", "[::1]:53412" or "unix"), made only when logged. */
 static void describe_addr(const struct client *c, char *out, size_t n)
@@ -92,6 +109,10 @@ static struct client_list *list_of(struct client *c, enum client_state s, int **
 		*count = &p->n_login_wait;
 		return &p->login_wait;
 	case CLIENT_IDLE:
+		if (c->admin) {
+			*count = &c->ctx->n_admin_clients;
+			return &c->ctx->admin_clients;
+		}
 		*count = &p->n_idle_clients;
 		return &p->idle_clients;
 	case CLIENT_WAITING:
@@ -115,7 +136,8 @@ void client_set_state(struct client *c, enum client_state s)
 		          (unsigned long long)c->id, state_names[s]);
 		return;
 	}
-	if (s >= CLIENT_LOGIN_WAIT && s <= CLIENT_ACTIVE && !c->pool) {
+	if (s >= CLIENT_LOGIN_WAIT && s <= CLIENT_ACTIVE && !c->pool &&
+	    !(c->admin && s == CLIENT_IDLE)) {
 		log_error("client c%llu: state %s needs a pool", (unsigned long long)c->id,
 		          state_names[s]);
 		return;
@@ -146,12 +168,55 @@ static void send_scratch(struct client *c)
 	pbuf_reset(b);
 }
 
+/* The level log_error_kinds names, or -1 for off. */
+static int error_log_level(const char *name)
+{
+	if (strcasecmp(name, "debug") == 0)
+		return LOG_LEVEL_DEBUG;
+	if (strcasecmp(name, "log") == 0)
+		return LOG_LEVEL_LOG;
+	if (strcasecmp(name, "warning") == 0)
+		return LOG_LEVEL_WARNING;
+	return -1;
+}
+
+bool client_error_seen(struct client *c, const uint8_t *msg, uint32_t len,
+                       const struct proto_error *e, struct pbuf *out)
+{
+	struct pt_ctx *ctx = c->ctx;
+	struct pbuf *json = &ctx->scratch_json;
+	pbuf_reset(json);
+	enum errmap_kind kind = errmap_classify(e, json);
+	pbuf_put_u8(json, 0);
+	if (c->error_row < 0)
+		c->error_row = stats_error_row(&ctx->errors, c->database, c->user);
+	stats_count_error(&ctx->errors, c->error_row, kind);
+	int level = error_log_level(ctx->cfg.log_error_kinds);
+	if (level >= 0)
+		CLOG((enum log_level)level, c, "error %s %s: %s", e->sqlstate ? e->sqlstate : "?",
+		     errmap_kind_name(kind), e->message ? e->message : "");
+	const char *field = ctx->cfg.error_kind_field;
+	if (!field || !field[0] || json->oom)
+		return false;
+	return errmap_add_field(msg, len, field[0], (const char *)json->data, out) && !out->oom;
+}
+
+/* Sends an ErrorResponse pgtide raises itself, classified and counted like a server's. */
 static void send_fatal(struct client *c, const char *sqlstate, const char *msg)
 {
-	struct pbuf *b = &c->ctx->scratch;
+	struct pbuf *b = &c->ctx->scratch, with_kind = {0};
 	pbuf_reset(b);
 	proto_build_error(b, "FATAL", sqlstate, msg, NULL, NULL);
-	send_scratch(c);
+	if (b->oom)
+		return;
+	struct proto_error e = {
+	        .severity = "FATAL", .severity_nl = "FATAL", .sqlstate = sqlstate, .message = msg};
+	if (client_error_seen(c, b->data, (uint32_t)b->len, &e, &with_kind))
+		io_write(&c->io, with_kind.data, with_kind.len);
+	else
+		io_write(&c->io, b->data, b->len);
+	pbuf_free(&with_kind);
+	pbuf_reset(b);
 }
 
 /* ---- closing ---- */
@@ -182,6 +247,9 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 	if (sqlstate && !c->io.closed && !c->io.failed)
 		send_fatal(c, sqlstate, why);
 
+	/* Its server will roll back whatever transaction the client left open. */
+	if (c->txn.depth > 0 && c->txn.counts)
+		c->txn.counts->rollbacks++;
 	/* Bytes already decided for the server go out before it is unlinked. */
 	io_flush_pending(&c->io);
 	if (c->server)
@@ -212,6 +280,7 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 
 void client_free(struct client *c)
 {
+	txn_free(&c->txn);
 	params_free(&c->startup);
 	pset_release(&c->ctx->psets, c->params);
 	pset_release(&c->ctx->psets, c->login_params);
@@ -255,6 +324,8 @@ void client_accept(struct pt_ctx *ctx, int fd, const struct sockaddr *addr, sock
 	c->id = ++ctx->next_conn_id;
 	c->connect_time = c->last_active = pt_now();
 	c->state = CLIENT_STARTUP;
+	c->error_row = -1;
+	txn_init(&c->txn, NULL);
 	if (!is_unix && addrlen <= sizeof(c->addr))
 		memcpy(&c->addr, addr, addrlen);
 	else
@@ -372,6 +443,14 @@ static void finish_auth(struct client *c)
 	const char *plain = c->auth ? auth_plain_password(c->auth) : NULL;
 	const char *sqlstate = NULL;
 	char *msg = NULL;
+	if (admin_is_console_db(c->database)) {
+		if (c->auth) {
+			auth_free(c->auth);
+			c->auth = NULL;
+		}
+		admin_login(c);
+		return;
+	}
 	struct pool *p = pool_get(ctx, c->database, c->user, plain, &sqlstate, &msg);
 	if (c->auth) {
 		auth_free(c->auth);
@@ -383,6 +462,7 @@ static void finish_auth(struct client *c)
 		return;
 	}
 	c->pool = p;
+	c->txn.counts = &p->txn;
 	/* Leave the login list: LOGIN_WAIT or IDLE puts it on the pool's lists. */
 	if (ctx->cfg.log_connections)
 		CLOG(LOG_LEVEL_LOG, c, "login attempt: db=%s user=%s", c->database, c->user);
@@ -810,6 +890,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 		client_close(c, NULL, "client sent Terminate");
 		return PUMP_CLOSED;
 	}
+	if (c->admin)
+		return admin_on_message(c, type, msg, len, whole);
 	if (c->login_pending)
 		return PUMP_HOLD;
 	if (!c->server) {
@@ -822,49 +904,90 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 	if (s->state != SERVER_ACTIVE)
 		return PUMP_HOLD;
 
+	const char *body = (const char *)msg + PROTO_HEADER_LEN;
+	uint32_t blen = len - PROTO_HEADER_LEN;
 	switch (type) {
 	case 'Q':
-		if (!whole && len <= 1024)
+		/* Inspected whole when it fits a standard buffer; larger ones stream through. */
+		if (!whole && len <= IO_BUF_SIZE)
 			return PUMP_NEED_WHOLE;
 		if (whole) {
-			if (starts_with_benign_set(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN))
+			uint32_t n = blen > 0 ? blen - 1 : 0; /* without the NUL */
+			if (starts_with_benign_set(msg + PROTO_HEADER_LEN, n))
 				s->benign_sets++;
-			note_resets(s, msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN);
+			note_resets(s, msg + PROTO_HEADER_LEN, n);
+			txn_on_query(&c->txn, body, n);
+		} else {
+			txn_on_query_opaque(&c->txn);
 		}
 		s->syncs_since_execute = 0;
 		request_sent(s);
 		break;
 	case 'F':
+		txn_on_sync(&c->txn);
 		request_sent(s);
 		break;
 	case 'S':
 		/* PostgreSQL ignores a Sync that arrives in COPY FROM STDIN (see server 'G'). */
 		if (!s->copy_in) {
+			txn_on_sync(&c->txn);
 			request_sent(s);
 			s->syncs_since_execute++;
 		}
 		s->unsynced = false;
 		break;
-	case 'E':
+	case 'E': {
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		const char *nul = memchr(body, 0, blen);
+		txn_on_execute(&c->txn, nul ? body : "");
 		s->syncs_since_execute = 0;
 		s->unsynced = true;
 		break;
+	}
 	case 'P': {
-		if (!whole && len <= 1024)
+		/* Parse: statement name, then the query text, inspected whole unless huge. */
+		if (!whole && len > CLIENT_PARSE_WHOLE_MAX) {
+			const char *nul = memchr(body, 0, c->io.msg_avail - PROTO_HEADER_LEN);
+			txn_on_parse(&c->txn, nul ? body : "", "", 0);
+			s->unsynced = true;
+			break;
+		}
+		if (!whole)
 			return PUMP_NEED_WHOLE;
-		if (whole) {
-			/* Parse: statement name, then the query text. */
-			const uint8_t *b = msg + PROTO_HEADER_LEN, *e = msg + len;
-			const uint8_t *nul = memchr(b, 0, (size_t)(e - b));
-			if (nul && nul + 1 < e)
-				note_resets(s, nul + 1, (uint32_t)(e - nul - 1));
+		const char *nul = memchr(body, 0, blen);
+		if (nul && nul + 1 < body + blen) {
+			const char *sql = nul + 1;
+			const char *end = memchr(sql, 0, (size_t)(body + blen - sql));
+			size_t n = end ? (size_t)(end - sql) : (size_t)(body + blen - sql);
+			note_resets(s, (const uint8_t *)sql, (uint32_t)n);
+			txn_on_parse(&c->txn, body, sql, n);
 		}
 		s->unsynced = true;
 		break;
 	}
-	case 'B':
-	case 'D':
+	case 'B': {
+		/* Bind: portal name, statement name, then parameters (possibly large). */
+		uint32_t have = c->io.msg_avail - PROTO_HEADER_LEN;
+		const char *n1 = memchr(body, 0, have);
+		const char *n2 = n1 ? memchr(n1 + 1, 0, (size_t)(body + have - n1 - 1)) : NULL;
+		if (!n2) {
+			if (!whole)
+				return PUMP_NEED_WHOLE;
+		} else {
+			txn_on_bind(&c->txn, body, n1 + 1);
+		}
+		s->unsynced = true;
+		break;
+	}
 	case 'C':
+		if (!whole)
+			return PUMP_NEED_WHOLE;
+		if (blen >= 2 && memchr(body + 1, 0, blen - 1))
+			txn_on_close(&c->txn, body[0], body + 1);
+		s->unsynced = true;
+		break;
+	case 'D':
 		s->unsynced = true;
 		break;
 	case 'c':

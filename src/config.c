@@ -69,6 +69,7 @@ struct config_setting {
 /* clang-format on */
 
 static bool config_check_error_kind_field(const char *value, char *why, size_t why_len);
+static bool config_check_log_level(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -124,6 +125,7 @@ static const struct config_setting config_settings[] = {
         S_INT(tcp_keepcnt, "0", 0, INT_MAX),
         S_INT(max_prepared_statements, "200", 0, INT_MAX),
         S_STRING_CHECK(error_kind_field, "K", config_check_error_kind_field),
+        S_STRING_CHECK(log_error_kinds, "log", config_check_log_level),
         S_STRING(metrics_listen, ""),
 };
 
@@ -616,6 +618,16 @@ static bool config_check_error_kind_field(const char *value, char *why, size_t w
 		return false;
 	}
 	return true;
+}
+
+static bool config_check_log_level(const char *value, char *why, size_t why_len)
+{
+	static const char *const levels[] = {"off", "debug", "log", "warning"};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (strcasecmp(value, levels[i]) == 0)
+			return true;
+	snprintf(why, why_len, "invalid level '%.100s' (use off, debug, log or warning)", value);
+	return false;
 }
 
 /* Parses value into the field s describes. Leaves the field untouched unless it succeeds. */

@@ -434,6 +434,7 @@ static bool pump_once(struct io *io)
 			return false;
 		}
 		bool whole = avail >= len;
+		io->msg_avail = whole ? len : avail;
 		enum pump_action act =
 		        io->ops->on_message(io->owner, type, b->data + off, len, whole);
 		if (act == PUMP_CLOSED)

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "pgtide/client.h"
+#include "pgtide/errmap.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 
@@ -49,12 +50,26 @@ static void refuse_with_reserve(struct pt_ctx *ctx, int lfd)
 	ctx->reserve_fd = -1;
 	int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (cfd >= 0) {
-		struct pbuf b = {0};
-		proto_build_error(&b, "FATAL", "53300", "sorry, too many clients already", NULL,
-		                  NULL);
-		if (!b.oom)
-			(void)send(cfd, b.data, b.len, MSG_NOSIGNAL);
+		/* Before any startup packet: counted under an empty database and user. */
+		static const char msg[] = "sorry, too many clients already";
+		struct pbuf b = {0}, json = {0}, out = {0};
+		proto_build_error(&b, "FATAL", "53300", msg, NULL, NULL);
+		struct proto_error e = {.severity = "FATAL", .sqlstate = "53300", .message = msg};
+		enum errmap_kind kind = errmap_classify(&e, &json);
+		pbuf_put_u8(&json, 0);
+		stats_count_error(&ctx->errors, stats_error_row(&ctx->errors, "", ""), kind);
+		const char *field = ctx->cfg.error_kind_field;
+		struct pbuf *send_b = &b;
+		if (field && field[0] && !json.oom && !b.oom &&
+		    errmap_add_field(b.data, (uint32_t)b.len, field[0], (const char *)json.data,
+		                     &out) &&
+		    !out.oom)
+			send_b = &out;
+		if (!send_b->oom)
+			(void)send(cfd, send_b->data, send_b->len, MSG_NOSIGNAL);
 		pbuf_free(&b);
+		pbuf_free(&json);
+		pbuf_free(&out);
 		close(cfd);
 	}
 	ctx->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -480,6 +480,8 @@ static void free_ctx(struct pt_ctx *ctx)
 	iobuf_pool_destroy(&ctx->bufs);
 	pset_table_free(&ctx->psets);
 	pbuf_free(&ctx->scratch);
+	pbuf_free(&ctx->scratch_json);
+	stats_errors_free(&ctx->errors);
 	free(ctx->deferred_io);
 	free(ctx->kick_pools);
 	config_free(&ctx->cfg);
@@ -569,6 +571,7 @@ int main(int argc, char **argv)
 	TAILQ_INIT(&ctx.pools);
 	TAILQ_INIT(&ctx.clients);
 	TAILQ_INIT(&ctx.login_clients);
+	TAILQ_INIT(&ctx.admin_clients);
 	TAILQ_INIT(&ctx.zombie_clients);
 	TAILQ_INIT(&ctx.zombie_servers);
 	struct event_config *ecfg = event_config_new();

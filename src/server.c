@@ -674,6 +674,7 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 			s->txn_start = now;
 		s->txn_status = st;
 		s->last_ready = now;
+		txn_on_ready(&s->client->txn, st);
 		if (s->rfq_pending > 0 && --s->rfq_pending > 0) {
 			s->query_start = now; /* the next pipelined request is running now */
 			s->query_cancel_sent = false;
@@ -708,14 +709,27 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 		if (!whole)
 			return PUMP_NEED_WHOLE;
 		struct proto_error e;
-		if (proto_parse_error(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN, &e)) {
-			const char *sev = e.severity_nl ? e.severity_nl : e.severity;
-			if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
-				s->got_fatal = true;
-		}
+		struct client *c = s->client;
 		s->copy_in = false;
-		return PUMP_FORWARD;
+		if (!proto_parse_error(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN, &e))
+			return PUMP_FORWARD;
+		const char *sev = e.severity_nl ? e.severity_nl : e.severity;
+		if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+			s->got_fatal = true;
+		else
+			txn_on_error(&c->txn);
+		struct pbuf *out = &s->ctx->scratch;
+		pbuf_reset(out);
+		if (!client_error_seen(c, msg, len, &e, out))
+			return PUMP_FORWARD;
+		io_write(&c->io, out->data, out->len); /* after what was decided before it */
+		pbuf_reset(out);
+		return PUMP_DROP;
 	}
+	case 'I': /* EmptyQueryResponse */
+	case 's': /* PortalSuspended */
+		txn_on_no_effect(&s->client->txn);
+		return PUMP_FORWARD;
 	case 'G':
 		/*
 		 * COPY FROM STDIN started. A Sync the client pipelined after the Execute that
@@ -733,6 +747,11 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 			return PUMP_NEED_WHOLE;
 		s->copy_in = false;
 		note_command_tag(s, (const char *)msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN);
+		if (len > PROTO_HEADER_LEN)
+			txn_on_command_complete(&s->client->txn,
+			                        (const char *)msg + PROTO_HEADER_LEN,
+			                        strnlen((const char *)msg + PROTO_HEADER_LEN,
+			                                len - PROTO_HEADER_LEN));
 		return PUMP_FORWARD;
 	default:
 		return PUMP_FORWARD;

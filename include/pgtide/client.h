@@ -10,6 +10,8 @@
 
 #include "pgtide/io.h"
 #include "pgtide/params.h"
+#include "pgtide/proto.h"
+#include "pgtide/txn.h"
 
 struct pt_ctx;
 struct pool;
@@ -49,7 +51,9 @@ struct client {
 	struct pset *params;       /* after login: what this client wants (shared, see params.h) */
 	struct pset *login_params; /* its set at login: what RESET / DISCARD ALL return to */
 	struct auth_exchange *auth;
-	bool admin; /* connected to the admin console database (later issue) */
+	bool admin;       /* connected to the admin console (admin.c); on ctx->admin_clients */
+	bool admin_write; /* ... as one of admin_users (stats_users may only SHOW) */
+	bool admin_skip;  /* ... an extended-protocol message was refused: skip until Sync */
 
 	uint32_t cancel_pid; /* BackendKeyData pgtide issued */
 	uint32_t cancel_key;
@@ -63,6 +67,8 @@ struct client {
 	bool terminating;   /* sent Terminate */
 	bool login_pending; /* its parameters are being checked on a server before
 	                     * AuthenticationOk (PostgreSQL refuses bad ones at connect) */
+	int error_row;      /* its row in ctx->errors (stats_error_row), -1 until first error */
+	struct txn txn;     /* transaction depth, savepoints, isolation (see txn.h) */
 };
 
 /* Accepts a new client on fd (already non-blocking). */
@@ -108,8 +114,21 @@ void client_notice(struct client *c, const char *msg);
  */
 void client_check_timeouts(struct client *c, int64_t now);
 
+/*
+ * Every ErrorResponse a client receives passes here, from PostgreSQL or from pgtide: it is
+ * classified as @prisma/adapter-pg classifies it, counted per (database, user, kind) and logged
+ * at log_error_kinds. With error_kind_field set, out gets a copy of msg (the whole message,
+ * len bytes) with the classification added as that field: the caller sends out instead of msg
+ * (true). False: send msg unchanged.
+ */
+bool client_error_seen(struct client *c, const uint8_t *msg, uint32_t len,
+                       const struct proto_error *e, struct pbuf *out);
+
 /* Frees a closed client (reaper). */
 void client_free(struct client *c);
+
+/* The peer's address ("127.0.0.1", "::1" or "unix") and port (0 for Unix sockets). */
+void client_addr(const struct client *c, char *host, size_t n, int *port);
 
 /* Log prefix: "db/user@addr c42". */
 const char *client_prefix(const struct client *c, char *buf, size_t n);

@@ -103,6 +103,7 @@ struct io {
 	uint32_t stream_left; /* bytes of a message being streamed that are still to come */
 	enum pump_action stream_action; /* FORWARD or DROP for those bytes */
 	uint32_t fwd_pending;           /* bytes at rbuf->start decided FORWARD, not yet sent */
+	uint32_t msg_avail; /* during on_message: bytes of the message buffered (len if whole) */
 
 	struct pbuf outq; /* bytes for this socket that could not be sent yet */
 	size_t outq_off;  /* first unsent byte in outq */

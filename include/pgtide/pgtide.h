@@ -14,6 +14,7 @@
 #include "pgtide/io.h"
 #include "pgtide/params.h"
 #include "pgtide/proto.h"
+#include "pgtide/stats.h"
 
 #define PGTIDE_VERSION_STRING "pgtide " PACKAGE_VERSION
 
@@ -58,6 +59,8 @@ struct pt_ctx {
 	struct client_list
 	        login_clients; /* CLIENT_STARTUP and CLIENT_AUTH, for client_login_timeout */
 	uint32_t n_clients;    /* counted against max_client_conn */
+	struct client_list admin_clients; /* logged in to the admin console (CLIENT_IDLE) */
+	int n_admin_clients;
 	struct cancel_table *cancels;
 
 	struct client_list zombie_clients; /* closed, freed by the reaper */
@@ -74,8 +77,10 @@ struct pt_ctx {
 	int64_t shutdown_deadline; /* monotonic usec, for PT_SHUTDOWN_WAIT */
 
 	struct iobuf_pool bufs;
-	struct pset_table psets; /* shared client parameter sets */
-	struct pbuf scratch;     /* for building pgtide's own messages; reset before each use */
+	struct pset_table psets;    /* shared client parameter sets */
+	struct pbuf scratch;        /* for building pgtide's own messages; reset before each use */
+	struct pbuf scratch_json;   /* an error's MappedError JSON (client_error_seen) */
+	struct stats_errors errors; /* error counts per (database, user, kind) */
 	uint64_t next_conn_id;
 	int64_t last_accept_error_log; /* rate limit for "out of descriptors" warnings */
 	int reserve_fd; /* held open so that at EMFILE a client can still be refused */

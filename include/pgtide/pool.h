@@ -12,6 +12,7 @@
 #include "pgtide/client.h"
 #include "pgtide/config.h"
 #include "pgtide/params.h"
+#include "pgtide/txn.h"
 #include "pgtide/server.h"
 #include "pgtide/pgtide.h"
 
@@ -48,6 +49,8 @@ struct pool {
 	struct server_list used;
 	int n_login_wait, n_idle_clients, n_waiting_clients, n_active_clients;
 	int n_connecting, n_idle, n_active, n_used;
+
+	struct txn_counts txn; /* its clients' transactions, as their trackers saw them */
 
 	struct params welcome; /* ParameterStatus set from the first server, for logins */
 	/* The last login's startup parameters and the set they made: a storm of identical logins

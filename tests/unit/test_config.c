@@ -171,6 +171,7 @@ static void test_defaults(void)
 	        {"tcp_keepcnt", "0"},
 	        {"max_prepared_statements", "200"},
 	        {"error_kind_field", "K"},
+	        {"log_error_kinds", "log"},
 	        {"metrics_listen", ""},
 	};
 	struct config cfg;
@@ -388,6 +389,8 @@ static void test_errors(void)
 	         "'S' is an ErrorResponse field code"},
 	        {"[pgtide]\nerror_kind_field = KK\n", false, 2, "error_kind_field",
 	         "empty or one printable"},
+	        {"[pgtide]\nlog_error_kinds = loud\n", false, 2, "log_error_kinds",
+	         "invalid level 'loud' (use off, debug, log or warning)"},
 	        {"listen_port = 1\n", false, 1, "listen_port", "outside any section"},
 	        {"; header comment\n\napp = host=x\n[databases]\n", false, 3, "app",
 	         "outside any section"},
