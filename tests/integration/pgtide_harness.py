@@ -1131,3 +1131,32 @@ def pgbench_summary(r):
     assert m, f"no summary in pgbench output:\n{r.stdout}\n{r.stderr}"
     failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
     return int(m[1]), int(m[2]) if m[2] else None, int(failed[1]) if failed else 0
+
+
+# ---- the admin console --------------------------------------------------------------------------
+
+class AdminConsole:
+    """A psycopg 3 connection to the admin console (database pgtide) of a pgtide, as a user
+    listed in admin_users. Commands go out as simple Query messages (execute() without
+    parameters), the only protocol the console speaks. Use as a context manager."""
+
+    def __init__(self, proc, user="app", password="app", dbname="pgtide"):
+        self.conn = psycopg.connect(proc.dsn(user, password, dbname), autocommit=True)
+        self.conn.prepare_threshold = None  # else a command run 5 times is prepared
+
+    def rows(self, sql):
+        """The command's rows as dicts keyed by column name ([] for a command without rows)."""
+        cur = self.conn.execute(sql)
+        if cur.description is None:
+            return []
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
