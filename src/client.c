@@ -768,6 +768,38 @@ static bool starts_with_benign_set(const uint8_t *sql, uint32_t len)
 	       match_word(&p, end, "constraints") || match_word(&p, end, "session");
 }
 
+/*
+ * A cheap first look: only statements starting with SET, RESET or DISCARD (or with a comment
+ * or whitespace before the first word) can change settings.
+ */
+static inline bool may_touch_settings(const char *sql, uint32_t len)
+{
+	if (len < 3)
+		return false;
+	char b = (char)(sql[1] | 0x20), c = (char)(sql[2] | 0x20);
+	switch (sql[0]) {
+	case 's': /* SET, not SELECT */
+	case 'S':
+		return b == 'e' && c == 't';
+	case 'r': /* RESET */
+	case 'R':
+		return b == 'e' && c == 's';
+	case 'd': /* DISCARD */
+	case 'D':
+		return b == 'i' && c == 's';
+	case ' ':
+	case '\t':
+	case '\n':
+	case '\r':
+	case '\f':
+	case '-':
+	case '/':
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Reads an identifier (lower-cased unless quoted) into out; false if there is none. */
 static bool read_ident(const uint8_t **pp, const uint8_t *end, char *out, size_t n)
 {
@@ -913,9 +945,11 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			return PUMP_NEED_WHOLE;
 		if (whole) {
 			uint32_t n = blen > 0 ? blen - 1 : 0; /* without the NUL */
-			if (starts_with_benign_set(msg + PROTO_HEADER_LEN, n))
-				s->benign_sets++;
-			note_resets(s, msg + PROTO_HEADER_LEN, n);
+			if (may_touch_settings(body, n)) {
+				if (starts_with_benign_set(msg + PROTO_HEADER_LEN, n))
+					s->benign_sets++;
+				note_resets(s, msg + PROTO_HEADER_LEN, n);
+			}
 			txn_on_query(&c->txn, body, n);
 		} else {
 			txn_on_query_opaque(&c->txn);
@@ -960,7 +994,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			const char *sql = nul + 1;
 			const char *end = memchr(sql, 0, (size_t)(body + blen - sql));
 			size_t n = end ? (size_t)(end - sql) : (size_t)(body + blen - sql);
-			note_resets(s, (const uint8_t *)sql, (uint32_t)n);
+			if (may_touch_settings(sql, n))
+				note_resets(s, (const uint8_t *)sql, (uint32_t)n);
 			txn_on_parse(&c->txn, body, sql, n);
 		}
 		s->unsynced = true;

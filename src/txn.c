@@ -533,8 +533,29 @@ void txn_on_query(struct txn *t, const char *sql, size_t len)
 {
 	/* exec_simple_query drops the unnamed statement, and replaces the unnamed portal with
 	 * its own, dropped when done. */
-	slot_set(t, &t->unnamed_stmt, NULL);
-	slot_set(t, &t->unnamed_portal, NULL);
+	if (t->unnamed_stmt)
+		slot_set(t, &t->unnamed_stmt, NULL);
+	if (t->unnamed_portal)
+		slot_set(t, &t->unnamed_portal, NULL);
+	/* The hot path: nothing in flight and one statement that is not a transaction
+	 * statement (most queries): its unit and its sync point go straight into the ring. */
+	if (!t->lost && t->q_len == 0 && t->q_cap >= 2 && t->syncs_pending < UINT32_MAX &&
+	    sqlscan_single(sql, len)) {
+		struct txn_stmt st;
+
+		txn_classify(sql, strip_semicolon(sql, len), &st);
+		if (st.kind == TXN_OTHER) {
+			t->q_head = 0;
+			t->q[0] = (struct txn_pending){.kind = TXN_OTHER, .u.count = 1};
+			t->q[1] = (struct txn_pending){.kind = PEND_SYNC, .u.count = 1};
+			t->q_len = 2;
+			t->syncs_pending++;
+			return;
+		}
+		queue_stmt(t, &st);
+		queue_sync(t);
+		return;
+	}
 	if (!t->lost) {
 		if (sqlscan_single(sql, len)) {
 			/* One statement or none: an empty one is TXN_OTHER too, and is answered
@@ -633,13 +654,21 @@ void txn_on_command_complete(struct txn *t, const char *tag, size_t tag_len)
 
 	if (t->lost)
 		return;
-	if (!q_take_stmt(t, &e)) {
-		go_lost(t);
-		return;
-	}
-	if (e.kind == TXN_OTHER) { /* the hot path */
+	if (t->q_len > 0 && q_at(t, 0)->kind == TXN_OTHER) { /* the hot path, in place */
+		struct txn_pending *h = q_at(t, 0);
+
+		if (h->u.count > 1) {
+			h->u.count--;
+		} else {
+			t->q_head = (t->q_head + 1) & (t->q_cap - 1);
+			t->q_len--;
+		}
 		if (tag_is_txn(tag, tag_len))
 			go_lost(t);
+		return;
+	}
+	if (!q_take_stmt(t, &e)) {
+		go_lost(t);
 		return;
 	}
 	tag_rollback = tag_is(tag, tag_len, "ROLLBACK");
@@ -693,6 +722,19 @@ static void follow_status(struct txn *t, char status)
 
 void txn_on_ready(struct txn *t, char status)
 {
+	/* The hot path: the one sync point in flight is answered, outside any transaction, with
+	 * no portal or named statement to age. */
+	if (!t->lost && t->syncs_pending == 1 && t->q_len == 1 && status == 'I' && t->depth == 0 &&
+	    !t->unnamed_portal && !t->named) {
+		struct txn_pending *h = q_at(t, 0);
+
+		if (h->kind == PEND_SYNC && h->u.count == 1) {
+			t->q_len = 0;
+			t->syncs_pending = 0;
+			t->status = 'I';
+			return;
+		}
+	}
 	if (!t->lost && t->syncs_pending == 0) {
 		/* Nothing asked for this ReadyForQuery: statements queued ahead of a sync the
 		 * client has not sent yet no longer line up. */
