@@ -19,6 +19,7 @@
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
 #include "pgtide/server.h"
+#include "pgtide/sqlscan.h"
 
 /* Longest message accepted while authenticating (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH). */
 #define CLIENT_AUTH_MAX_MSG 65535u
@@ -717,57 +718,6 @@ static void request_sent(struct server *s)
 	}
 }
 
-/* Skips whitespace and SQL comments. */
-static const uint8_t *skip_space(const uint8_t *p, const uint8_t *end)
-{
-	while (p < end) {
-		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f') {
-			p++;
-		} else if (p + 1 < end && p[0] == '-' && p[1] == '-') {
-			while (p < end && *p != '\n')
-				p++;
-		} else if (p + 1 < end && p[0] == '/' && p[1] == '*') {
-			p += 2;
-			while (p + 1 < end && !(p[0] == '*' && p[1] == '/'))
-				p++;
-			p += 2;
-		} else {
-			break;
-		}
-	}
-	return p;
-}
-
-/* Case-insensitive match of a keyword followed by a non-identifier byte. */
-static bool match_word(const uint8_t **pp, const uint8_t *end, const char *word)
-{
-	const uint8_t *p = *pp;
-	for (const char *w = word; *w; w++, p++) {
-		if (p >= end || (*p | 0x20) != *w)
-			return false;
-	}
-	if (p < end && ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
-		return false;
-	*pp = p;
-	return true;
-}
-
-/*
- * True if a simple Query starts with a SET that leaves nothing behind in the session: SET
- * TRANSACTION, SET LOCAL, SET SESSION CHARACTERISTICS, SET CONSTRAINTS (Prisma sends SET
- * TRANSACTION ISOLATION LEVEL inside its transactions). The server's "SET" tag for it then does
- * not mark the session dirty.
- */
-static bool starts_with_benign_set(const uint8_t *sql, uint32_t len)
-{
-	const uint8_t *end = sql + len, *p = skip_space(sql, end);
-	if (!match_word(&p, end, "set"))
-		return false;
-	p = skip_space(p, end);
-	return match_word(&p, end, "transaction") || match_word(&p, end, "local") ||
-	       match_word(&p, end, "constraints") || match_word(&p, end, "session");
-}
-
 /*
  * A cheap first look: only statements starting with SET, RESET or DISCARD (or with a comment
  * or whitespace before the first word) can change settings.
@@ -800,37 +750,41 @@ static inline bool may_touch_settings(const char *sql, uint32_t len)
 	}
 }
 
-/* Reads an identifier (lower-cased unless quoted) into out; false if there is none. */
-static bool read_ident(const uint8_t **pp, const uint8_t *end, char *out, size_t n)
+/*
+ * True if a simple Query starts with a SET that leaves nothing behind in the session: SET
+ * TRANSACTION, SET LOCAL, SET SESSION CHARACTERISTICS, SET CONSTRAINTS (Prisma sends SET
+ * TRANSACTION ISOLATION LEVEL inside its transactions). The server's "SET" tag for it then does
+ * not mark the session dirty.
+ */
+static bool starts_with_benign_set(const char *sql, uint32_t len)
 {
-	const uint8_t *p = *pp;
+	const char *end = sql + len, *p = sql;
+	if (!sqlscan_word(&p, end, "set"))
+		return false;
+	return sqlscan_word(&p, end, "transaction") || sqlscan_word(&p, end, "local") ||
+	       sqlscan_word(&p, end, "constraints") || sqlscan_word(&p, end, "session");
+}
+
+/* Reads a setting name (identifiers joined by '.', as custom settings are) into out. */
+static bool read_setting_name(const char **pp, const char *end, char *out, size_t n)
+{
+	char part[SQLSCAN_NAME_MAX + 1];
 	size_t o = 0;
-	if (p < end && *p == '"') {
-		for (p++; p < end; p++) {
-			if (*p == '"') {
-				if (p + 1 < end && p[1] == '"') {
-					p++;
-				} else {
-					p++;
-					break;
-				}
-			}
-			if (o + 1 < n)
-				out[o++] = (char)*p;
-		}
-	} else {
-		while (p < end && ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'
-		                           ? true
-		                           : (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' ||
-		                                     *p == '$')) {
-			if (o + 1 < n)
-				out[o++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-			p++;
-		}
+	if (!sqlscan_ident(pp, end, part))
+		return false;
+	for (;;) {
+		int w = snprintf(out + o, n - o, "%s%s", o ? "." : "", part);
+		if (w < 0 || (size_t)w >= n - o)
+			return false;
+		o += (size_t)w;
+		const char *q = sqlscan_skip_space(*pp, end);
+		if (q >= end || *q != '.')
+			return true;
+		q++;
+		if (!sqlscan_ident(&q, end, part))
+			return true;
+		*pp = q;
 	}
-	out[o] = 0;
-	*pp = p;
-	return o > 0;
 }
 
 static void add_restore(struct server *s, const char *name)
@@ -852,57 +806,49 @@ static void add_restore(struct server *s, const char *name)
  * server connection's startup packet, not the client's. Notes which settings a statement
  * resets, so that the client's own login values can be put back (see server.c).
  */
-static void note_resets(struct server *s, const uint8_t *sql, uint32_t len)
+static void note_resets(struct server *s, const char *sql, uint32_t len)
 {
-	const uint8_t *end = sql + len, *p = skip_space(sql, end);
+	const char *end = sql + len, *p = sql;
 	char name[128];
-	if (match_word(&p, end, "discard")) {
-		p = skip_space(p, end);
-		if (match_word(&p, end, "all"))
+	if (sqlscan_word(&p, end, "discard")) {
+		if (sqlscan_word(&p, end, "all"))
 			s->restore_all = true;
 		return;
 	}
-	if (match_word(&p, end, "reset")) {
-		p = skip_space(p, end);
-		if (match_word(&p, end, "all"))
+	if (sqlscan_word(&p, end, "reset")) {
+		if (sqlscan_word(&p, end, "all"))
 			s->restore_all = true;
-		else if (match_word(&p, end, "time")) {
-			p = skip_space(p, end);
-			if (match_word(&p, end, "zone"))
+		else if (sqlscan_word(&p, end, "time")) {
+			if (sqlscan_word(&p, end, "zone"))
 				add_restore(s, "timezone");
-		} else if (read_ident(&p, end, name, sizeof(name)))
+		} else if (read_setting_name(&p, end, name, sizeof(name)))
 			add_restore(s, name);
 		return;
 	}
-	if (!match_word(&p, end, "set"))
+	if (!sqlscan_word(&p, end, "set"))
 		return;
-	p = skip_space(p, end);
-	if (match_word(&p, end, "session")) {
-		p = skip_space(p, end);
-		if (match_word(&p, end, "characteristics") || match_word(&p, end, "authorization"))
+	if (sqlscan_word(&p, end, "session")) {
+		if (sqlscan_word(&p, end, "characteristics") ||
+		    sqlscan_word(&p, end, "authorization"))
 			return;
-		p = skip_space(p, end);
-	} else if (match_word(&p, end, "local")) {
+	} else if (sqlscan_word(&p, end, "local")) {
 		return;
 	}
-	if (match_word(&p, end, "time")) {
-		p = skip_space(p, end);
-		if (!match_word(&p, end, "zone"))
+	if (sqlscan_word(&p, end, "time")) {
+		if (!sqlscan_word(&p, end, "zone"))
 			return;
-		p = skip_space(p, end);
-		if (match_word(&p, end, "default") || match_word(&p, end, "local"))
+		if (sqlscan_word(&p, end, "default") || sqlscan_word(&p, end, "local"))
 			add_restore(s, "timezone");
 		return;
 	}
-	if (!read_ident(&p, end, name, sizeof(name)))
+	if (!read_setting_name(&p, end, name, sizeof(name)))
 		return;
-	p = skip_space(p, end);
+	p = sqlscan_skip_space(p, end);
 	if (p < end && *p == '=')
 		p++;
-	else if (!match_word(&p, end, "to"))
+	else if (!sqlscan_word(&p, end, "to"))
 		return;
-	p = skip_space(p, end);
-	if (match_word(&p, end, "default"))
+	if (sqlscan_word(&p, end, "default"))
 		add_restore(s, name);
 }
 
@@ -946,9 +892,9 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 		if (whole) {
 			uint32_t n = blen > 0 ? blen - 1 : 0; /* without the NUL */
 			if (may_touch_settings(body, n)) {
-				if (starts_with_benign_set(msg + PROTO_HEADER_LEN, n))
+				if (starts_with_benign_set(body, n))
 					s->benign_sets++;
-				note_resets(s, msg + PROTO_HEADER_LEN, n);
+				note_resets(s, body, n);
 			}
 			txn_on_query(&c->txn, body, n);
 		} else {
@@ -995,7 +941,7 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			const char *end = memchr(sql, 0, (size_t)(body + blen - sql));
 			size_t n = end ? (size_t)(end - sql) : (size_t)(body + blen - sql);
 			if (may_touch_settings(sql, n))
-				note_resets(s, (const uint8_t *)sql, (uint32_t)n);
+				note_resets(s, sql, (uint32_t)n);
 			txn_on_parse(&c->txn, body, sql, n);
 		}
 		s->unsynced = true;
