@@ -402,7 +402,7 @@ static void show_clients(struct client *self, struct pbuf *b)
 		rs_int(&r, 0);
 		rs_text(&r, "");
 		rs_text(&r, app ? app : "");
-		rs_int(&r, 0);
+		rs_int(&r, c->prep.n);
 		rs_int(&r, (int64_t)c->id);
 		char st[2] = {c->txn.status ? c->txn.status : 'I', 0};
 		rs_text(&r, st);

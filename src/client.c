@@ -18,6 +18,7 @@
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
+#include "pgtide/prepared_relay.h"
 #include "pgtide/server.h"
 #include "pgtide/sqlscan.h"
 
@@ -282,6 +283,7 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 void client_free(struct client *c)
 {
 	txn_free(&c->txn);
+	prep_client_free(c);
 	params_free(&c->startup);
 	pset_release(&c->ctx->psets, c->params);
 	pset_release(&c->ctx->psets, c->login_params);
@@ -884,6 +886,10 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 
 	const char *body = (const char *)msg + PROTO_HEADER_LEN;
 	uint32_t blen = len - PROTO_HEADER_LEN;
+	bool prep = prep_active(c);
+	/* Named statements are rewritten: those messages are handled whole. */
+	if (prep && !whole && (type == 'P' || type == 'B' || type == 'D' || type == 'C'))
+		return PUMP_NEED_WHOLE;
 	switch (type) {
 	case 'Q':
 		/* Inspected whole when it fits a standard buffer; larger ones stream through. */
@@ -978,6 +984,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 	default:
 		break;
 	}
+	if (prep)
+		return prep_client_message(c, s, type, msg, len, whole);
 	return PUMP_FORWARD;
 }
 

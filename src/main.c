@@ -482,6 +482,7 @@ static void free_ctx(struct pt_ctx *ctx)
 	pbuf_free(&ctx->scratch);
 	pbuf_free(&ctx->scratch_json);
 	stats_errors_free(&ctx->errors);
+	prep_registry_free(&ctx->prep);
 	free(ctx->deferred_io);
 	free(ctx->kick_pools);
 	config_free(&ctx->cfg);

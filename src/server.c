@@ -18,6 +18,7 @@
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
+#include "pgtide/prepared_relay.h"
 
 static void server_on_readable(void *arg);
 static enum pump_action server_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
@@ -160,6 +161,7 @@ void server_free(struct server *s)
 	for (int i = 0; i < s->n_restore; i++)
 		free(s->restore_names[i]);
 	params_free(&s->params);
+	prep_server_free(s);
 	free(s);
 }
 
@@ -364,6 +366,9 @@ static void start_reset(struct server *s)
 	if (q && q[0] && (session || cfg->server_reset_query_always)) {
 		send_query(s, q);
 		reset_all = resets_all_params(q);
+		/* DISCARD ALL and DEALLOCATE drop pgtide's named statements too. */
+		if (strcasestr(q, "discard") || strcasestr(q, "deallocate"))
+			prep_server_forget_all(s);
 	}
 	if (s->session_dirty && !reset_all) {
 		/* A client changed the session (SET, RESET, DISCARD ALL): back to the defaults. */
@@ -449,6 +454,7 @@ void server_release(struct server *s, bool client_gone)
 		     s->txn_status ? s->txn_status : '?', s->rfq_pending);
 	if (c) {
 		io_flush_pending(&c->io);
+		prep_server_unlink(s);
 		s->client = NULL;
 		c->server = NULL;
 		c->io.peer = NULL;
@@ -658,11 +664,44 @@ static void note_command_tag(struct server *s, const char *tag, uint32_t len)
 	} else if ((len == 6 && memcmp(tag, "RESET", 6) == 0) ||
 	           (len == 12 && memcmp(tag, "DISCARD ALL", 12) == 0)) {
 		s->session_dirty = true;
+		if (tag[0] == 'D')
+			prep_server_forget_all(s);
+	} else if (len == 15 && memcmp(tag, "DEALLOCATE ALL", 15) == 0) {
+		prep_server_forget_all(s);
 	}
 }
 
+static enum pump_action relay_reply(struct server *s, char type, const uint8_t *msg, uint32_t len,
+                                    bool whole, bool sent);
+
+/*
+ * A reply for the linked client. With named statements in play the ring first matches it to
+ * what was sent: replies to pgtide's own messages are hidden, and replies pgtide makes itself
+ * go out right after the one that precedes them.
+ */
 static enum pump_action on_message_active(struct server *s, char type, const uint8_t *msg,
                                           uint32_t len, bool whole)
+{
+	if (s->prep_ring.len == 0)
+		return relay_reply(s, type, msg, len, whole, false);
+	enum prep_reply pr = prep_server_reply(s, type, msg, len, whole);
+	if (pr == PREP_R_NEED_WHOLE)
+		return PUMP_NEED_WHOLE;
+	enum pump_action act = PUMP_DROP;
+	if (pr != PREP_R_HIDE)
+		act = relay_reply(s, type, msg, len, whole, pr == PREP_R_SENT);
+	if (act == PUMP_CLOSED || s->state != SERVER_ACTIVE || !s->client || !prep_fakes_ready(s))
+		return act;
+	if (act == PUMP_FORWARD) {
+		io_write(&s->client->io, msg, len); /* whole: prep_server_reply saw to it */
+		act = PUMP_DROP;
+	}
+	prep_emit_fakes(s);
+	return act;
+}
+
+static enum pump_action relay_reply(struct server *s, char type, const uint8_t *msg, uint32_t len,
+                                    bool whole, bool sent)
 {
 	switch (type) {
 	case 'Z': {
@@ -718,6 +757,8 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 			s->got_fatal = true;
 		else
 			txn_on_error(&c->txn);
+		if (sent)
+			return PUMP_DROP; /* pgtide sent its own version (counted there) */
 		struct pbuf *out = &s->ctx->scratch;
 		pbuf_reset(out);
 		if (!client_error_seen(c, msg, len, &e, out))

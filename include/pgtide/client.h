@@ -10,6 +10,7 @@
 
 #include "pgtide/io.h"
 #include "pgtide/params.h"
+#include "pgtide/prepared.h"
 #include "pgtide/proto.h"
 #include "pgtide/txn.h"
 
@@ -63,12 +64,13 @@ struct client {
 	bool wait_notified;   /* got the query_wait_notify NOTICE for this wait */
 	int64_t wait_start;   /* when it started waiting for a server */
 	int64_t last_active;
-	int n_negotiations; /* SSLRequest/GSSENCRequest packets answered */
-	bool terminating;   /* sent Terminate */
-	bool login_pending; /* its parameters are being checked on a server before
-	                     * AuthenticationOk (PostgreSQL refuses bad ones at connect) */
-	int error_row;      /* its row in ctx->errors (stats_error_row), -1 until first error */
-	struct txn txn;     /* transaction depth, savepoints, isolation (see txn.h) */
+	int n_negotiations;     /* SSLRequest/GSSENCRequest packets answered */
+	bool terminating;       /* sent Terminate */
+	bool login_pending;     /* its parameters are being checked on a server before
+	                         * AuthenticationOk (PostgreSQL refuses bad ones at connect) */
+	int error_row;          /* its row in ctx->errors (stats_error_row), -1 until first error */
+	struct txn txn;         /* transaction depth, savepoints, isolation (see txn.h) */
+	struct prep_names prep; /* its named prepared statements (transaction pooling) */
 };
 
 /* Accepts a new client on fd (already non-blocking). */

@@ -13,6 +13,7 @@
 #include "pgtide/config.h"
 #include "pgtide/io.h"
 #include "pgtide/params.h"
+#include "pgtide/prepared.h"
 #include "pgtide/proto.h"
 #include "pgtide/stats.h"
 
@@ -81,6 +82,7 @@ struct pt_ctx {
 	struct pbuf scratch;        /* for building pgtide's own messages; reset before each use */
 	struct pbuf scratch_json;   /* an error's MappedError JSON (client_error_seen) */
 	struct stats_errors errors; /* error counts per (database, user, kind) */
+	struct prep_registry prep;  /* every named statement text in use (prepared.h) */
 	uint64_t next_conn_id;
 	int64_t last_accept_error_log; /* rate limit for "out of descriptors" warnings */
 	int reserve_fd; /* held open so that at EMFILE a client can still be refused */

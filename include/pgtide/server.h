@@ -11,6 +11,7 @@
 
 #include "pgtide/io.h"
 #include "pgtide/params.h"
+#include "pgtide/prepared.h"
 
 struct pt_ctx;
 struct pool;
@@ -70,6 +71,9 @@ struct server {
 	int64_t created_at;     /* monotonic usec */
 	int64_t idle_since;
 	uint64_t n_linked; /* times linked to a client */
+
+	struct prep_cache prep_cache; /* pgtide's named statements this session has */
+	struct prep_ring prep_ring;   /* what its client sent, for matching replies (prepared.h) */
 };
 
 /* Starts a new server connection for pool (state CONNECTING). NULL if it could not start. */
