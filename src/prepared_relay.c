@@ -60,6 +60,15 @@ static void send_server(struct server *s, struct pbuf *b)
 
 static bool push(struct server *s, uint8_t kind, struct prep_stmt *st, const char *name)
 {
+	struct prep_ring *q = &s->prep_ring;
+	if (!st && !name && q->len < q->cap) { /* the common case: a plain entry, room left */
+		struct prep_expect_ent *e = &q->v[(q->head + q->len) & (q->cap - 1)];
+		e->kind = kind;
+		e->stmt = NULL;
+		e->name = NULL;
+		q->len++;
+		return true;
+	}
 	char *n = NULL;
 	if (name && !(n = strdup(name)))
 		return false;
@@ -158,7 +167,7 @@ static enum pump_action on_parse(struct client *c, struct server *s, const uint8
 {
 	struct pt_ctx *ctx = c->ctx;
 	struct parse_msg p;
-	if (!read_parse(msg, len, &p) || p.name[0] == 0)
+	if (len <= PROTO_HEADER_LEN || msg[PROTO_HEADER_LEN] == 0 || !read_parse(msg, len, &p))
 		return push(s, PX_PARSE, NULL, NULL) ? PUMP_FORWARD : oom(c);
 	struct pbuf b = {0};
 	struct prep_stmt *old = prep_names_get(&c->prep, p.name);
@@ -313,6 +322,8 @@ enum pump_action prep_client_message(struct client *c, struct server *s, char ty
 		if (!whole)
 			return PUMP_NEED_WHOLE;
 		const char *body = (const char *)msg + PROTO_HEADER_LEN;
+		if (len > PROTO_HEADER_LEN + 1 && body[0] == 0 && body[1] == 0)
+			return push(s, PX_BIND, NULL, NULL) ? PUMP_FORWARD : oom(c);
 		const char *nul = memchr(body, 0, len - PROTO_HEADER_LEN);
 		if (!nul)
 			return push(s, PX_BIND, NULL, NULL) ? PUMP_FORWARD : oom(c);
@@ -369,10 +380,14 @@ static void parse_undone(struct server *s, struct prep_expect_ent *e)
 
 static void drop_head(struct server *s)
 {
-	struct prep_expect_ent *h = prep_ring_head(&s->prep_ring);
-	prep_unref(&s->ctx->prep, h->stmt);
-	free(h->name);
-	prep_ring_pop(&s->prep_ring);
+	struct prep_ring *q = &s->prep_ring;
+	struct prep_expect_ent *h = &q->v[q->head];
+	if (h->stmt)
+		prep_unref(&s->ctx->prep, h->stmt);
+	if (h->name)
+		free(h->name);
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->len--;
 }
 
 /* PostgreSQL's 42P05 for the client's name instead of the server-side one. */

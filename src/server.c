@@ -682,7 +682,9 @@ static enum pump_action relay_reply(struct server *s, char type, const uint8_t *
 static enum pump_action on_message_active(struct server *s, char type, const uint8_t *msg,
                                           uint32_t len, bool whole)
 {
-	if (s->prep_ring.len == 0)
+	/* Data rows and the like never end a message's answer: no need to ask the ring. */
+	if (s->prep_ring.len == 0 || type == 'D' || type == 'N' || type == 'S' || type == 'A' ||
+	    type == 'd' || type == 't')
 		return relay_reply(s, type, msg, len, whole, false);
 	enum prep_reply pr = prep_server_reply(s, type, msg, len, whole);
 	if (pr == PREP_R_NEED_WHOLE)
