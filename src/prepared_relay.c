@@ -272,14 +272,12 @@ static enum pump_action on_query(struct client *c, struct server *s, const uint8
 	char name[SQLSCAN_NAME_MAX + 1];
 	struct prep_stmt *st = NULL;
 	if (c->prep.n && n >= 7 && sqlscan_single(sql, n)) {
-		if (sqlscan_word(&p, end, "discard")) {
-			if (sqlscan_word(&p, end, "all"))
-				prep_names_clear(&c->prep, &c->ctx->prep);
-		} else if (sqlscan_word(&p, end, "deallocate")) {
+		if (sqlscan_word(&p, end, "deallocate")) {
+			/* DEALLOCATE ALL and DISCARD ALL clear the client's names when the server
+			 * reports them done (prep_server_forget_all). */
 			(void)sqlscan_word(&p, end, "prepare");
-			if (sqlscan_word(&p, end, "all")) {
-				prep_names_clear(&c->prep, &c->ctx->prep);
-			} else if (sqlscan_ident(&p, end, name) && c->txn.status != 'E') {
+			if (!sqlscan_word(&p, end, "all") && sqlscan_ident(&p, end, name) &&
+			    c->txn.status != 'E') {
 				/* In a failed transaction PostgreSQL refuses it (25P02): the
 				 * server says so. */
 				p = sqlscan_skip_space(p, end);
@@ -507,6 +505,9 @@ void prep_emit_fakes(struct server *s)
 void prep_server_forget_all(struct server *s)
 {
 	prep_cache_clear(&s->prep_cache, &s->ctx->prep);
+	/* The client that ran it loses its names, as it would on PostgreSQL. */
+	if (s->client && s->state == SERVER_ACTIVE)
+		prep_names_clear(&s->client->prep, &s->ctx->prep);
 }
 
 void prep_server_unlink(struct server *s)

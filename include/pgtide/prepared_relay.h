@@ -46,7 +46,8 @@ enum prep_reply prep_server_reply(struct server *s, char type, const uint8_t *ms
 bool prep_fakes_ready(struct server *s);
 void prep_emit_fakes(struct server *s);
 
-/* The server's CommandComplete said DISCARD ALL or DEALLOCATE ALL: it has no statements now. */
+/* The server's CommandComplete said DISCARD ALL or DEALLOCATE ALL: it has no statements now,
+ * and the linked client (which ran it) has no names. */
 void prep_server_forget_all(struct server *s);
 
 /* The server is being unlinked from its client: replies still expected will be discarded. */

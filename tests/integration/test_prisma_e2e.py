@@ -8,7 +8,9 @@ from tests/e2e/prisma/schema.sql, owned by app) with
   BAD_PASSWORD_URL  through pgtide, wrong password
   BAD_DB_URL        through pgtide, a database pgtide does not know
 reporting.test.mjs (what the admin console reports) runs in its own test, against its own
-pgtide, so no other client disturbs the counters it takes deltas of.
+pgtide, so no other client disturbs the counters it takes deltas of. statement-names.test.mjs
+(the adapter's statementNameGenerator on: named prepared statements through transaction
+pooling) runs in its own test too.
 
 scripts/test installs tests/e2e/prisma (npm ci) and generates the client (generate.sh).
 """
@@ -35,6 +37,9 @@ MAIN_FILES = {
 }
 REPORTING_FILES = {
     "reporting.test.mjs": 6,
+}
+STATEMENT_NAME_FILES = {
+    "statement-names.test.mjs": 5,
 }
 
 
@@ -125,3 +130,12 @@ def test_prisma_reporting(pgtide, pg, prisma_db, node_bin):
         pytest.skip("PGTIDE_TEST_DIRECT=1: PostgreSQL has no admin console")
     p = _start_pgtide(pgtide, pg)
     _run_node(node_bin, REPORTING_FILES, _env(p, pg), p, timeout=50)
+
+
+@pytest.mark.deadline(90)
+def test_prisma_statement_names(pgtide, pg, prisma_db, node_bin):
+    """The adapter's statementNameGenerator on: every query a named prepared statement, reused
+    across pooled transactions (pool 5) by adapter pools of 20, results equal to PostgreSQL's."""
+    _require_installed()
+    p = _start_pgtide(pgtide, pg)
+    _run_node(node_bin, STATEMENT_NAME_FILES, _env(p, pg), p, timeout=80)
