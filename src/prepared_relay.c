@@ -99,27 +99,29 @@ static void emit_fakes(struct server *s)
 	pbuf_free(&b);
 }
 
-/*
- * Makes sure the server has st: if not, sends a Parse for it (its reply hidden), first closing
- * the least recently used statement if the cache is full. False on OOM.
- */
-static bool ensure_prepared(struct server *s, struct prep_stmt *st, struct pbuf *b)
+/* Records that the server gets st, closing the least recently used statement first if the
+ * cache is full (that Close goes into b, its reply hidden). False on OOM. */
+static bool cache_insert(struct server *s, struct prep_stmt *st, struct pbuf *b)
 {
-	if (prep_cache_has(&s->prep_cache, st))
-		return true;
 	bool oom;
 	struct prep_stmt *old = prep_cache_add(&s->prep_cache, st,
 	                                       (uint32_t)s->ctx->cfg.max_prepared_statements, &oom);
 	if (oom)
 		return false;
-	if (old) {
-		put_close(b, old->name);
-		if (!push(s, PX_CLOSE_HIDE, NULL, NULL)) {
-			prep_unref(&s->ctx->prep, old);
-			return false;
-		}
-		prep_unref(&s->ctx->prep, old);
-	}
+	if (!old)
+		return true;
+	put_close(b, old->name);
+	prep_unref(&s->ctx->prep, old);
+	return push(s, PX_CLOSE_HIDE, NULL, NULL);
+}
+
+/* Makes sure the server has st: if not, a Parse for it goes into b (its reply hidden). */
+static bool ensure_prepared(struct server *s, struct prep_stmt *st, struct pbuf *b)
+{
+	if (prep_cache_has(&s->prep_cache, st))
+		return true;
+	if (!cache_insert(s, st, b))
+		return false;
 	put_parse(b, st->name, st, st->query, st->query_len, st->types, st->n_types);
 	return push(s, PX_PARSE_HIDE, st, NULL);
 }
@@ -200,20 +202,9 @@ static enum pump_action on_parse(struct client *c, struct server *s, const uint8
 		emit_fakes(s);
 		return PUMP_DROP;
 	}
-	bool oomf;
-	struct prep_stmt *evicted = prep_cache_add(
-	        &s->prep_cache, st, (uint32_t)ctx->cfg.max_prepared_statements, &oomf);
-	if (oomf) {
+	if (!cache_insert(s, st, &b)) {
 		prep_unref(&ctx->prep, st);
 		goto fail;
-	}
-	if (evicted) {
-		put_close(&b, evicted->name);
-		prep_unref(&ctx->prep, evicted);
-		if (!push(s, PX_CLOSE_HIDE, NULL, NULL)) {
-			prep_unref(&ctx->prep, st);
-			goto fail;
-		}
 	}
 	put_parse(&b, st->name, st, p.query, p.query_len, p.types, p.n_types);
 	bool ok = push(s, PX_PARSE, st, p.name);
