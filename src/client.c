@@ -984,8 +984,47 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 	default:
 		break;
 	}
-	if (prep)
+	if (prep) {
+		/* Plain messages go on the ring in place; named ones take the full path. */
+		uint8_t k = 0xff;
+		switch (type) {
+		case 'E':
+			k = PX_EXECUTE;
+			break;
+		case 'S':
+			k = PX_SYNC;
+			break;
+		case 'F':
+			k = PX_QUERY;
+			break;
+		case 'Q':
+			if (c->prep.n == 0)
+				k = PX_QUERY;
+			break;
+		case 'D':
+			if (blen >= 2 && body[0] == 'P')
+				k = PX_DESCRIBE;
+			break;
+		case 'B':
+			if (blen >= 2 && body[0] == 0 && body[1] == 0)
+				k = PX_BIND;
+			break;
+		case 'P':
+			if (blen >= 1 && body[0] == 0)
+				k = PX_PARSE;
+			break;
+		case 'H':
+		case 'd':
+		case 'c':
+		case 'f':
+			return PUMP_FORWARD;
+		default:
+			break;
+		}
+		if (k != 0xff && prep_ring_push_plain(&s->prep_ring, k))
+			return PUMP_FORWARD;
 		return prep_client_message(c, s, type, msg, len, whole);
+	}
 	return PUMP_FORWARD;
 }
 

@@ -686,6 +686,17 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 	if (s->prep_ring.len == 0 || type == 'D' || type == 'N' || type == 'S' || type == 'A' ||
 	    type == 'd' || type == 't')
 		return relay_reply(s, type, msg, len, whole, false);
+	/* The hot path: the reply ends a plain entry (or is part of a Query's answer) and no
+	 * answer of pgtide's own follows. */
+	if (whole && prep_ring_pop_plain(&s->prep_ring, type)) {
+		enum pump_action act = relay_reply(s, type, msg, len, whole, false);
+		if (act != PUMP_FORWARD || s->state != SERVER_ACTIVE || !s->client ||
+		    !prep_fakes_ready(s))
+			return act;
+		io_write(&s->client->io, msg, len);
+		prep_emit_fakes(s);
+		return PUMP_DROP;
+	}
 	enum prep_reply pr = prep_server_reply(s, type, msg, len, whole);
 	if (pr == PREP_R_NEED_WHOLE)
 		return PUMP_NEED_WHOLE;

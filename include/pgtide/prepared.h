@@ -113,6 +113,64 @@ static inline struct prep_expect_ent *prep_ring_head(struct prep_ring *q)
 {
 	return q->len ? &q->v[q->head] : NULL;
 }
+/* Appends a plain entry (no statement, no name) if there is room: the hot path of every
+ * relayed message. False: use prep_ring_push. */
+static inline bool prep_ring_push_plain(struct prep_ring *q, uint8_t kind)
+{
+	if (q->len == q->cap)
+		return false;
+	struct prep_expect_ent *e = &q->v[(q->head + q->len) & (q->cap - 1)];
+	e->kind = kind;
+	e->stmt = NULL;
+	e->name = NULL;
+	q->len++;
+	return true;
+}
+
+/*
+ * The hot path for a reply while the head entry is plain (no statement or name to settle):
+ * true if it ends that entry's answer (the entry is removed) or is simply part of a simple
+ * Query's answer; false: the caller takes the full path (prep_server_reply).
+ */
+static inline bool prep_ring_pop_plain(struct prep_ring *q, char type)
+{
+	if (!q->len)
+		return false;
+	struct prep_expect_ent *h = &q->v[q->head];
+	if (h->stmt || h->name)
+		return false;
+	if (h->kind == PX_QUERY && type != 'Z' && type != 'E')
+		return true; /* rows, tags, COPY: a Query's answer ends only at ReadyForQuery */
+	bool match;
+	switch (type) {
+	case '1':
+		match = h->kind == PX_PARSE;
+		break;
+	case '2':
+		match = h->kind == PX_BIND;
+		break;
+	case 'T':
+	case 'n':
+		match = h->kind == PX_DESCRIBE;
+		break;
+	case 'C':
+	case 'I':
+	case 's':
+		match = h->kind == PX_EXECUTE;
+		break;
+	case 'Z':
+		match = h->kind == PX_SYNC || h->kind == PX_QUERY;
+		break;
+	default:
+		return false;
+	}
+	if (!match)
+		return false;
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->len--;
+	return true;
+}
+
 /* Removes the head (the caller has taken or released what it points to). */
 void prep_ring_pop(struct prep_ring *q);
 /* Empties the ring (releasing what entries hold), keeping its memory. */
