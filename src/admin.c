@@ -154,13 +154,7 @@ static void admin_error(struct client *c, struct pbuf *b, const char *sqlstate, 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	struct pbuf plain = {0};
-	proto_build_error(&plain, "ERROR", sqlstate, msg, NULL, NULL);
-	struct proto_error e = {
-	        .severity = "ERROR", .severity_nl = "ERROR", .sqlstate = sqlstate, .message = msg};
-	if (!plain.oom && !client_error_seen(c, plain.data, (uint32_t)plain.len, &e, b))
-		pbuf_put(b, plain.data, plain.len);
-	pbuf_free(&plain);
+	client_own_error(c, "ERROR", sqlstate, msg, b);
 }
 
 /* ---- SHOW commands ---- */
@@ -173,17 +167,7 @@ static void show_help(struct client *c, struct pbuf *b)
 	        "\tSHOW HELP|VERSION|POOLS|CLIENTS|ERRORS|TRANSACTIONS",
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		size_t off = proto_msg_begin(b, 'N');
-		pbuf_put_u8(b, 'S');
-		pbuf_put_str(b, "NOTICE");
-		pbuf_put_u8(b, 'V');
-		pbuf_put_str(b, "NOTICE");
-		pbuf_put_u8(b, 'C');
-		pbuf_put_str(b, "00000");
-		pbuf_put_u8(b, 'M');
-		pbuf_put_str(b, lines[i]);
-		pbuf_put_u8(b, 0);
-		proto_msg_end(b, off);
+		proto_build_notice(b, "NOTICE", "00000", lines[i]);
 	}
 	put_command_complete(b, "SHOW");
 }

@@ -203,22 +203,26 @@ bool client_error_seen(struct client *c, const uint8_t *msg, uint32_t len,
 	return errmap_add_field(msg, len, field[0], (const char *)json->data, out) && !out->oom;
 }
 
-/* Sends an ErrorResponse pgtide raises itself, classified and counted like a server's. */
+void client_own_error(struct client *c, const char *severity, const char *sqlstate,
+                      const char *message, struct pbuf *out)
+{
+	struct pbuf plain = {0};
+	proto_build_error(&plain, severity, sqlstate, message, NULL, NULL);
+	struct proto_error e = {.severity = severity,
+	                        .severity_nl = severity,
+	                        .sqlstate = sqlstate,
+	                        .message = message};
+	if (!plain.oom && !client_error_seen(c, plain.data, (uint32_t)plain.len, &e, out))
+		pbuf_put(out, plain.data, plain.len);
+	pbuf_free(&plain);
+}
+
 static void send_fatal(struct client *c, const char *sqlstate, const char *msg)
 {
-	struct pbuf *b = &c->ctx->scratch, with_kind = {0};
+	struct pbuf *b = &c->ctx->scratch;
 	pbuf_reset(b);
-	proto_build_error(b, "FATAL", sqlstate, msg, NULL, NULL);
-	if (b->oom)
-		return;
-	struct proto_error e = {
-	        .severity = "FATAL", .severity_nl = "FATAL", .sqlstate = sqlstate, .message = msg};
-	if (client_error_seen(c, b->data, (uint32_t)b->len, &e, &with_kind))
-		io_write(&c->io, with_kind.data, with_kind.len);
-	else
-		io_write(&c->io, b->data, b->len);
-	pbuf_free(&with_kind);
-	pbuf_reset(b);
+	client_own_error(c, "FATAL", sqlstate, msg, b);
+	send_scratch(c);
 }
 
 /* ---- closing ---- */

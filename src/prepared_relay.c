@@ -23,10 +23,9 @@ bool prep_active(const struct client *c)
 
 /* ---- small message builders ---- */
 
-static void put_parse(struct pbuf *b, const char *name, const struct prep_stmt *st,
-                      const char *query, size_t query_len, const uint8_t *types, uint16_t n)
+static void put_parse(struct pbuf *b, const char *name, const char *query, size_t query_len,
+                      const uint8_t *types, uint16_t n)
 {
-	(void)st;
 	size_t off = proto_msg_begin(b, 'P');
 	pbuf_put_str(b, name);
 	pbuf_put(b, query, query_len);
@@ -122,7 +121,7 @@ static bool ensure_prepared(struct server *s, struct prep_stmt *st, struct pbuf 
 		return true;
 	if (!cache_insert(s, st, b))
 		return false;
-	put_parse(b, st->name, st, st->query, st->query_len, st->types, st->n_types);
+	put_parse(b, st->name, st->query, st->query_len, st->types, st->n_types);
 	return push(s, PX_PARSE_HIDE, st, NULL);
 }
 
@@ -164,6 +163,15 @@ static enum pump_action oom(struct client *c)
 	return PUMP_CLOSED;
 }
 
+/* Sends what was built in b in place of the client's message (ok), or fails on OOM. */
+static enum pump_action send_instead(struct client *c, struct server *s, struct pbuf *b, bool ok)
+{
+	if (ok)
+		send_server(s, b);
+	pbuf_free(b);
+	return ok ? PUMP_DROP : oom(c);
+}
+
 static enum pump_action on_parse(struct client *c, struct server *s, const uint8_t *msg,
                                  uint32_t len)
 {
@@ -178,12 +186,8 @@ static enum pump_action on_parse(struct client *c, struct server *s, const uint8
 		 * same for the name `old` has there; the error is renamed on its way back. */
 		if (!ensure_prepared(s, old, &b))
 			goto fail;
-		put_parse(&b, old->name, old, p.query, p.query_len, p.types, p.n_types);
-		if (!push(s, PX_PARSE_DUP, NULL, p.name))
-			goto fail;
-		send_server(s, &b);
-		pbuf_free(&b);
-		return PUMP_DROP;
+		put_parse(&b, old->name, p.query, p.query_len, p.types, p.n_types);
+		return send_instead(c, s, &b, push(s, PX_PARSE_DUP, NULL, p.name));
 	}
 	struct prep_stmt *st = prep_intern(&ctx->prep, p.query, p.query_len, p.types, p.n_types);
 	if (!st)
@@ -206,14 +210,10 @@ static enum pump_action on_parse(struct client *c, struct server *s, const uint8
 		prep_unref(&ctx->prep, st);
 		goto fail;
 	}
-	put_parse(&b, st->name, st, p.query, p.query_len, p.types, p.n_types);
+	put_parse(&b, st->name, p.query, p.query_len, p.types, p.n_types);
 	bool ok = push(s, PX_PARSE, st, p.name);
 	prep_unref(&ctx->prep, st);
-	if (!ok)
-		goto fail;
-	send_server(s, &b);
-	pbuf_free(&b);
-	return PUMP_DROP;
+	return send_instead(c, s, &b, ok);
 fail:
 	pbuf_free(&b);
 	return oom(c);
@@ -235,20 +235,13 @@ static enum pump_action rename_stmt(struct client *c, struct server *s, const ui
 		return push(s, kind, NULL, NULL) ? PUMP_FORWARD : oom(c);
 	struct pbuf b = {0};
 	if (!ensure_prepared(s, st, &b))
-		goto fail;
+		return send_instead(c, s, &b, false);
 	size_t off = proto_msg_begin(&b, msg[0]);
 	pbuf_put(&b, body, name_off);
 	pbuf_put_str(&b, st->name);
 	pbuf_put(&b, nul + 1, (size_t)(body + blen - (nul + 1)));
 	proto_msg_end(&b, off);
-	if (!push(s, kind, NULL, NULL))
-		goto fail;
-	send_server(s, &b);
-	pbuf_free(&b);
-	return PUMP_DROP;
-fail:
-	pbuf_free(&b);
-	return oom(c);
+	return send_instead(c, s, &b, push(s, kind, NULL, NULL));
 }
 
 /* DEALLOCATE [PREPARE] name | ALL, DISCARD ALL as a whole simple Query. */
@@ -292,11 +285,9 @@ static enum pump_action on_query(struct client *c, struct server *s, const uint8
 		pbuf_put_str(&b, st->name);
 		proto_msg_end(&b, off);
 		prep_cache_del(&s->prep_cache, &c->ctx->prep, st);
-		send_server(s, &b);
 	}
 	prep_unref(&c->ctx->prep, st);
-	pbuf_free(&b);
-	return ok ? PUMP_DROP : oom(c);
+	return send_instead(c, s, &b, ok);
 }
 
 enum pump_action prep_client_message(struct client *c, struct server *s, char type,
@@ -389,20 +380,13 @@ static bool rename_dup_error(struct server *s, const uint8_t *msg, uint32_t len,
 		return false;
 	char text[512];
 	snprintf(text, sizeof(text), "prepared statement \"%s\" already exists", client_name);
-	struct pbuf plain = {0}, out = {0};
-	proto_build_error(&plain, e.severity ? e.severity : "ERROR", "42P05", text, NULL, NULL);
-	struct proto_error ne = {.severity = e.severity,
-	                         .severity_nl = e.severity_nl,
-	                         .sqlstate = "42P05",
-	                         .message = text};
-	bool ok = !plain.oom && s->client;
-	if (ok) {
-		if (client_error_seen(s->client, plain.data, (uint32_t)plain.len, &ne, &out))
-			io_write(&s->client->io, out.data, out.len);
-		else
-			io_write(&s->client->io, plain.data, plain.len);
-	}
-	pbuf_free(&plain);
+	if (!s->client)
+		return false;
+	struct pbuf out = {0};
+	client_own_error(s->client, "ERROR", "42P05", text, &out);
+	bool ok = !out.oom;
+	if (ok)
+		io_write(&s->client->io, out.data, out.len);
 	pbuf_free(&out);
 	return ok;
 }

@@ -126,6 +126,11 @@ void client_check_timeouts(struct client *c, int64_t now);
 bool client_error_seen(struct client *c, const uint8_t *msg, uint32_t len,
                        const struct proto_error *e, struct pbuf *out);
 
+/* Appends to out an ErrorResponse pgtide raises itself (severity, SQLSTATE, message), passed
+ * through client_error_seen like any other: classified, counted, logged, with the extra field. */
+void client_own_error(struct client *c, const char *severity, const char *sqlstate,
+                      const char *message, struct pbuf *out);
+
 /* Frees a closed client (reaper). */
 void client_free(struct client *c);
 
