@@ -21,6 +21,7 @@
 #include "pgtide/config.h"
 #include "pgtide/errmap.h"
 #include "pgtide/log.h"
+#include "pgtide/pin.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
 #include "pgtide/server.h"
@@ -333,6 +334,7 @@ static void show_clients(struct client *self, struct pbuf *b)
 	        {"savepoints", ADMIN_TEXT},
 	        {"isolation", ADMIN_TEXT},
 	        {"read_only", ADMIN_BOOL},
+	        {"pinned", ADMIN_TEXT},
 	};
 	const int n = (int)(sizeof(cols) / sizeof(cols[0]));
 	int64_t now = pt_now();
@@ -395,9 +397,23 @@ static void show_clients(struct client *self, struct pbuf *b)
 		rs_text(&r, txn_savepoint_list(&c->txn, names, sizeof(names)));
 		rs_text(&r, txn_isolation_name((enum txn_isolation)c->txn.isolation));
 		rs_bool(&r, c->txn.read_only == TXN_FLAG_ON);
+		rs_text(&r, pin_kinds_text(c->pin_kinds, names, sizeof(names)));
 		rs_row_end(&r);
 	}
 	put_command_complete(b, "SHOW");
+}
+
+/* Named statements prepared on the pool's server connections (each server counts its own). */
+static int pool_prepared_count(const struct pool *p)
+{
+	const struct server_list *lists[] = {&p->idle, &p->active, &p->used};
+	int n = 0;
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		const struct server *s;
+		TAILQ_FOREACH(s, lists[i], link)
+		n += (int)s->prep_cache.n;
+	}
+	return n;
 }
 
 static void show_pools(struct client *c, struct pbuf *b)
@@ -419,6 +435,9 @@ static void show_pools(struct client *c, struct pbuf *b)
 	        {"maxwait", ADMIN_INT4},
 	        {"maxwait_us", ADMIN_INT4},
 	        {"pool_mode", ADMIN_TEXT},
+	        /* pgtide's own */
+	        {"cl_pinned", ADMIN_INT4},
+	        {"sv_prepared_statements", ADMIN_INT4},
 	};
 	const int n = (int)(sizeof(cols) / sizeof(cols[0]));
 	int64_t now = pt_now();
@@ -446,6 +465,8 @@ static void show_pools(struct client *c, struct pbuf *b)
 		rs_int(&r, maxwait / 1000000);
 		rs_int(&r, maxwait % 1000000);
 		rs_text(&r, config_pool_mode_name(p->pool_mode));
+		rs_int(&r, p->n_pinned);
+		rs_int(&r, pool_prepared_count(p));
 		rs_row_end(&r);
 	}
 	put_command_complete(b, "SHOW");

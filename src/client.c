@@ -16,6 +16,7 @@
 #include "pgtide/cancel.h"
 #include "pgtide/errmap.h"
 #include "pgtide/log.h"
+#include "pgtide/pin.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
 #include "pgtide/prepared_relay.h"
@@ -127,6 +128,20 @@ static struct client_list *list_of(struct client *c, enum client_state s, int **
 		return NULL;
 	}
 	return NULL;
+}
+
+void client_set_pin(struct client *c, unsigned kinds)
+{
+	if (kinds == c->pin_kinds)
+		return;
+	if (!c->pin_kinds != !kinds && c->pool)
+		c->pool->n_pinned += kinds ? 1 : -1;
+	if (log_debug_enabled()) {
+		char what[160];
+		CLOG(LOG_LEVEL_DEBUG, c, "%s%s", kinds ? "pinned to its server by: " : "unpinned",
+		     pin_kinds_text(kinds, what, sizeof(what)));
+	}
+	c->pin_kinds = kinds;
 }
 
 void client_set_state(struct client *c, enum client_state s)
@@ -256,6 +271,7 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 	/* Its server will roll back whatever transaction the client left open. */
 	if (c->txn.depth > 0 && c->txn.counts)
 		c->txn.counts->rollbacks++;
+	client_set_pin(c, 0); /* its server is cleaned (DISCARD ALL) before reuse */
 	/* Bytes already decided for the server go out before it is unlinked. */
 	io_flush_pending(&c->io);
 	if (c->server)
@@ -758,9 +774,9 @@ static inline bool may_touch_settings(const char *sql, uint32_t len)
 
 /*
  * True if a simple Query starts with a SET that leaves nothing behind in the session: SET
- * TRANSACTION, SET LOCAL, SET SESSION CHARACTERISTICS, SET CONSTRAINTS (Prisma sends SET
- * TRANSACTION ISOLATION LEVEL inside its transactions). The server's "SET" tag for it then does
- * not mark the session dirty.
+ * TRANSACTION, SET LOCAL, SET CONSTRAINTS (Prisma sends SET TRANSACTION ISOLATION LEVEL inside
+ * its transactions). SET SESSION ... and SET SESSION CHARACTERISTICS do last. The server's "SET"
+ * tag for it then does not mark the session dirty.
  */
 static bool starts_with_benign_set(const char *sql, uint32_t len)
 {
@@ -768,7 +784,7 @@ static bool starts_with_benign_set(const char *sql, uint32_t len)
 	if (!sqlscan_word(&p, end, "set"))
 		return false;
 	return sqlscan_word(&p, end, "transaction") || sqlscan_word(&p, end, "local") ||
-	       sqlscan_word(&p, end, "constraints") || sqlscan_word(&p, end, "session");
+	       sqlscan_word(&p, end, "constraints");
 }
 
 /* Reads a setting name (identifiers joined by '.', as custom settings are) into out. */
@@ -849,6 +865,8 @@ static void note_resets(struct server *s, const char *sql, uint32_t len)
 	}
 	if (!read_setting_name(&p, end, name, sizeof(name)))
 		return;
+	if (strchr(name, '.'))
+		server_note_custom_setting(s, name); /* not in pg_settings: the probe asks */
 	p = sqlscan_skip_space(p, end);
 	if (p < end && *p == '=')
 		p++;
@@ -856,6 +874,79 @@ static void note_resets(struct server *s, const char *sql, uint32_t len)
 		return;
 	if (sqlscan_word(&p, end, "default"))
 		add_restore(s, name);
+}
+
+/* Marks the stand-in for a refused statement: the server's 34000 error names it. */
+#define PIN_REFUSED_MARK "pgtide_refused_"
+
+/*
+ * Session state a statement may create (pin.h), looked at outside session pooling. Under
+ * pin_session_state = error a statement that would create some is refused: in its place the
+ * server gets a CLOSE (simple Query) or an Execute (Parse) of a cursor or portal that cannot
+ * exist, so that it fails where the statement would have (aborting a transaction block, skipping
+ * to Sync), and that error becomes pgtide's 0A000 (client_refused_error). True: refused, the
+ * stand-in is sent. Otherwise a statement that may create or drop state asks for the probe.
+ */
+static bool pin_check(struct client *c, struct server *s, char type, const char *sql, size_t n)
+{
+	enum pin_mode pm = pin_mode_of(c->ctx->cfg.pin_session_state);
+	if (pm == PIN_MODE_OFF || c->pool->pool_mode == POOL_MODE_SESSION)
+		return false;
+	unsigned k = pm == PIN_MODE_ERROR ? pin_refusal(sql, n) : 0;
+	if (!k) {
+		if (!s->probe_wanted && pin_text_wants_probe(sql, n))
+			s->probe_wanted = true;
+		return false;
+	}
+	int bit = 0;
+	while (!(k & (1u << bit)))
+		bit++;
+	char stand_in[64];
+	struct pbuf *b = &c->ctx->scratch;
+	pbuf_reset(b);
+	if (type == 'Q') {
+		snprintf(stand_in, sizeof(stand_in), "CLOSE \"" PIN_REFUSED_MARK "%d\"", bit);
+		proto_build_query(b, stand_in);
+		txn_on_query(&c->txn, stand_in, strlen(stand_in));
+		s->syncs_since_execute = 0;
+		request_sent(s);
+	} else {
+		snprintf(stand_in, sizeof(stand_in), PIN_REFUSED_MARK "%d", bit);
+		size_t off = proto_msg_begin(b, 'E');
+		pbuf_put_str(b, stand_in);
+		pbuf_put_u32(b, 0);
+		proto_msg_end(b, off);
+		s->unsynced = true;
+	}
+	if (prep_active(c) &&
+	    !prep_ring_push(&s->prep_ring, type == 'Q' ? PX_QUERY : PX_EXECUTE, NULL, NULL)) {
+		pbuf_reset(b);
+		client_close(c, "53200", "out of memory");
+		return true;
+	}
+	io_write(&s->io, b->data, b->len);
+	pbuf_reset(b);
+	return true;
+}
+
+bool client_refused_error(struct client *c, const struct proto_error *e, struct pbuf *out)
+{
+	if (!e->sqlstate || strcmp(e->sqlstate, "34000") != 0 || !e->message)
+		return false;
+	const char *m = strstr(e->message, "\"" PIN_REFUSED_MARK);
+	if (!m)
+		return false;
+	int bit = m[sizeof(PIN_REFUSED_MARK)] - '0';
+	if (bit < 0 || bit >= PIN_N_KINDS)
+		return false;
+	unsigned k = 1u << bit;
+	char msg[512];
+	snprintf(msg, sizeof(msg),
+	         "%s would leave session state on a pooled server connection, which "
+	         "pin_session_state = error refuses; use %s, or a session-mode pool",
+	         pin_kind_name(k), pin_kind_alternative(k));
+	client_own_error(c, "ERROR", "0A000", msg, out);
+	return true;
 }
 
 static enum pump_action client_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
@@ -901,6 +992,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			return PUMP_NEED_WHOLE;
 		if (whole) {
 			uint32_t n = blen > 0 ? blen - 1 : 0; /* without the NUL */
+			if (pin_check(c, s, 'Q', body, n))
+				return c->state == CLIENT_CLOSED ? PUMP_CLOSED : PUMP_DROP;
 			if (may_touch_settings(body, n)) {
 				if (starts_with_benign_set(body, n))
 					s->benign_sets++;
@@ -950,6 +1043,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			const char *sql = nul + 1;
 			const char *end = memchr(sql, 0, (size_t)(body + blen - sql));
 			size_t n = end ? (size_t)(end - sql) : (size_t)(body + blen - sql);
+			if (pin_check(c, s, 'P', sql, n))
+				return c->state == CLIENT_CLOSED ? PUMP_CLOSED : PUMP_DROP;
 			if (may_touch_settings(sql, n))
 				note_resets(s, sql, (uint32_t)n);
 			txn_on_parse(&c->txn, body, sql, n);

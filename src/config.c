@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "pgtide/pin.h"
+
 /* PgBouncer has no limit; ours keeps a corrupt or hostile file from costing unbounded memory. */
 #define CONFIG_MAX_LINE 65536
 #define CONFIG_MAX_FILE (16 * 1024 * 1024)
@@ -70,6 +72,7 @@ struct config_setting {
 
 static bool config_check_error_kind_field(const char *value, char *why, size_t why_len);
 static bool config_check_log_level(const char *value, char *why, size_t why_len);
+static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -126,6 +129,7 @@ static const struct config_setting config_settings[] = {
         S_INT(max_prepared_statements, "200", 0, INT_MAX),
         S_STRING_CHECK(error_kind_field, "K", config_check_error_kind_field),
         S_STRING_CHECK(log_error_kinds, "log", config_check_log_level),
+        S_STRING_CHECK(pin_session_state, "on", config_check_pin_mode),
         S_STRING(metrics_listen, ""),
 };
 
@@ -627,6 +631,14 @@ static bool config_check_log_level(const char *value, char *why, size_t why_len)
 		if (strcasecmp(value, levels[i]) == 0)
 			return true;
 	snprintf(why, why_len, "invalid level '%.100s' (use off, debug, log or warning)", value);
+	return false;
+}
+
+static bool config_check_pin_mode(const char *value, char *why, size_t why_len)
+{
+	if (pin_mode_valid(value))
+		return true;
+	snprintf(why, why_len, "invalid pin_session_state '%.100s' (use on, off or error)", value);
 	return false;
 }
 

@@ -361,6 +361,23 @@ struct pset *pset_with(struct pset_table *t, struct pset *s, const char *name, c
 	return n;
 }
 
+struct pset *pset_without(struct pset_table *t, struct pset *s, const char *name)
+{
+	if (!params_find(&s->p, name))
+		return s;
+	struct params p = {0};
+	if (!params_copy(&p, &s->p)) {
+		params_free(&p);
+		return s;
+	}
+	params_remove(&p, name);
+	struct pset *n = pset_intern(t, &p);
+	if (!n)
+		return s;
+	pset_release(t, s);
+	return n;
+}
+
 void pset_table_free(struct pset_table *t)
 {
 	for (size_t i = 0; i < t->n_buckets; i++) {

@@ -10,6 +10,7 @@
 #include "pgtide/errmap.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
+#include "pgtide/pin.h"
 #include "pgtide/pool.h"
 #include "pgtide/prepared.h"
 #include "pgtide/server.h"
@@ -233,6 +234,14 @@ static enum pump_action rename_stmt(struct client *c, struct server *s, const ui
 	struct prep_stmt *st = nul && name[0] ? prep_names_get(&c->prep, name) : NULL;
 	if (!st) /* unnamed, malformed, or unknown (the server answers 26000 with this name) */
 		return push(s, kind, NULL, NULL) ? PUMP_FORWARD : oom(c);
+	if (kind == PX_BIND) {
+		/* A statement that may take or drop session state (pin.h), run again. */
+		if (!st->pin_probe)
+			st->pin_probe = pin_text_wants_probe(st->query, st->query_len) ? 2 : 1;
+		if (st->pin_probe == 2 &&
+		    pin_mode_of(c->ctx->cfg.pin_session_state) != PIN_MODE_OFF)
+			s->probe_wanted = true;
+	}
 	struct pbuf b = {0};
 	if (!ensure_prepared(s, st, &b))
 		return send_instead(c, s, &b, false);

@@ -16,6 +16,7 @@
 #include "pgtide/cancel.h"
 #include "pgtide/client.h"
 #include "pgtide/log.h"
+#include "pgtide/pin.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
 #include "pgtide/prepared_relay.h"
@@ -160,7 +161,10 @@ void server_free(struct server *s)
 {
 	for (int i = 0; i < s->n_restore; i++)
 		free(s->restore_names[i]);
+	for (int i = 0; i < s->n_custom; i++)
+		free(s->custom_names[i]);
 	params_free(&s->params);
+	params_free(&s->probe_settings);
 	prep_server_free(s);
 	free(s);
 }
@@ -169,6 +173,8 @@ void server_free(struct server *s)
 
 static void connect_poll(evutil_socket_t fd, short what, void *arg);
 static void clear_restores(struct server *s);
+static void clear_customs(struct server *s);
+static void probe_row(struct server *s, const uint8_t *body, uint32_t len);
 
 /*
  * libpq with PQERRORS_VERBOSE writes "FATAL:  3D000: database "x" does not exist": take the
@@ -370,6 +376,16 @@ static void start_reset(struct server *s)
 		if (strcasestr(q, "discard") || strcasestr(q, "deallocate"))
 			prep_server_forget_all(s);
 	}
+	if ((s->state_kinds || s->probe_wanted) && !reset_all) {
+		/* Session state (pin.h) the client left, or may have left: DISCARD ALL drops every
+		 * kind of it (advisory locks, LISTEN, temporary tables, cursors, SQL PREPAREs, SET
+		 * ROLE) and pgtide's named statements with it. */
+		send_query(s, "DISCARD ALL");
+		prep_server_forget_all(s);
+		reset_all = true;
+	}
+	s->state_kinds = 0;
+	s->probe_wanted = false;
 	if (s->session_dirty && !reset_all) {
 		/* A client changed the session (SET, RESET, DISCARD ALL): back to the defaults. */
 		send_query(s, "RESET ALL");
@@ -430,6 +446,8 @@ void server_link(struct server *s, struct client *c)
 		SLOG(LOG_LEVEL_DEBUG, s, "linked to client c%llu", (unsigned long long)c->id);
 	s->benign_sets = 0;
 	clear_restores(s);
+	clear_customs(s);
+	s->probe_wanted = false;
 	s->holding_ready = false;
 	/* The common case: the server is already in exactly this client's parameter state. */
 	if (!s->session_dirty && s->synced_sig != 0 && s->synced_sig == c->params->sig) {
@@ -548,6 +566,12 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 		struct proto_error e;
 		if (!proto_parse_error(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN, &e))
 			memset(&e, 0, sizeof(e));
+		if (s->probing) {
+			SLOG(LOG_LEVEL_WARNING, s, "session state probe failed: %s (%s)",
+			     e.message ? e.message : "?", e.sqlstate ? e.sqlstate : "?");
+			s->probe_failed = true;
+			return PUMP_DROP;
+		}
 		if (s->state == SERVER_SYNC) {
 			/* The client's parameters were refused; PostgreSQL would refuse the
 			 * connection, so the client gets this error as FATAL. */
@@ -585,6 +609,13 @@ static enum pump_action on_message_internal(struct server *s, char type, const u
 		}
 		return PUMP_DROP;
 	}
+	case 'D':
+		if (s->probing) {
+			if (!whole)
+				return PUMP_NEED_WHOLE;
+			probe_row(s, msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN);
+		}
+		return PUMP_DROP;
 	default:
 		return PUMP_DROP;
 	}
@@ -646,6 +677,8 @@ static void start_restore(struct server *s)
 			const char *v = params_get(&c->login_params->p, name);
 			if (v)
 				c->params = pset_with(t, c->params, name, v);
+			else /* a value the client SET earlier (see finish_probe) is gone */
+				c->params = pset_without(t, c->params, name);
 		}
 	}
 	clear_restores(s);
@@ -654,21 +687,39 @@ static void start_restore(struct server *s)
 		release_held_ready(s);
 }
 
+/* True if session state is watched on s: its client could be pinned (pin.h). */
+static bool pin_watched(const struct server *s)
+{
+	return s->pool->pool_mode != POOL_MODE_SESSION &&
+	       pin_mode_of(s->ctx->cfg.pin_session_state) != PIN_MODE_OFF;
+}
+
+/*
+ * What a CommandComplete tag says about the session: a SET, RESET or DISCARD ALL changed
+ * settings (captured by the probe at the end of the transaction, see start_probe), and tags
+ * that may create or drop session state ask for the probe.
+ */
 static void note_command_tag(struct server *s, const char *tag, uint32_t len)
 {
-	if (len == 4 && memcmp(tag, "SET", 4) == 0) {
-		if (s->benign_sets > 0)
+	size_t n = strnlen(tag, len);
+	unsigned eff = pin_tag_effect(tag, n);
+	if (!eff)
+		return; /* SELECT, INSERT, BEGIN, COMMIT ... */
+	if (n == 3) {   /* SET */
+		if (s->benign_sets > 0) {
 			s->benign_sets--;
-		else
-			s->session_dirty = true;
-	} else if ((len == 6 && memcmp(tag, "RESET", 6) == 0) ||
-	           (len == 12 && memcmp(tag, "DISCARD ALL", 12) == 0)) {
+			return;
+		}
+		s->session_dirty = true;
+	} else if (n == 5 || (n == 11 && memcmp(tag, "DISCARD ALL", 11) == 0)) { /* RESET */
 		s->session_dirty = true;
 		if (tag[0] == 'D')
 			prep_server_forget_all(s);
-	} else if (len == 15 && memcmp(tag, "DEALLOCATE ALL", 15) == 0) {
+	} else if (n == 14 && memcmp(tag, "DEALLOCATE ALL", 14) == 0) {
 		prep_server_forget_all(s);
 	}
+	if (pin_watched(s) && ((eff & PIN_TAG_CREATES) || (s->client && s->client->pin_kinds)))
+		s->probe_wanted = true;
 }
 
 static enum pump_action relay_reply(struct server *s, char type, const uint8_t *msg, uint32_t len,
@@ -743,6 +794,13 @@ static enum pump_action relay_reply(struct server *s, char type, const uint8_t *
 			s->held_status = st;
 			return PUMP_DROP;
 		}
+		if (s->rfq_pending == 0 && st == 'I' && (s->probe_wanted || s->session_dirty) &&
+		    s->pool->pool_mode != POOL_MODE_SESSION && !s->unsynced) {
+			/* Held until the probe says what the session holds (after_pump). */
+			s->holding_ready = true;
+			s->held_status = st;
+			return PUMP_DROP;
+		}
 		return PUMP_FORWARD;
 	}
 	case 'S': {
@@ -774,6 +832,11 @@ static enum pump_action relay_reply(struct server *s, char type, const uint8_t *
 			return PUMP_DROP; /* pgtide sent its own version (counted there) */
 		struct pbuf *out = &s->ctx->scratch;
 		pbuf_reset(out);
+		if (client_refused_error(c, &e, out)) {
+			io_write(&c->io, out->data, out->len);
+			pbuf_reset(out);
+			return PUMP_DROP;
+		}
 		if (!client_error_seen(c, msg, len, &e, out))
 			return PUMP_FORWARD;
 		io_write(&c->io, out->data, out->len); /* after what was decided before it */
@@ -862,10 +925,182 @@ static void maybe_release(struct server *s)
 			             "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
-	if (c->io.stream_left > 0)
-		return;
+	if (c->io.stream_left > 0 || c->pin_kinds)
+		return; /* a pinned client keeps its server (pin.h) */
 	server_release(s, false);
 	client_set_state(c, CLIENT_IDLE);
+}
+
+/* ---- session state (pin.h) ---- */
+
+static void clear_customs(struct server *s)
+{
+	for (int i = 0; i < s->n_custom; i++)
+		free(s->custom_names[i]);
+	s->n_custom = 0;
+}
+
+void server_note_custom_setting(struct server *s, const char *name)
+{
+	for (int i = 0; i < s->n_custom; i++)
+		if (strcasecmp(s->custom_names[i], name) == 0)
+			return;
+	if (s->n_custom == (int)(sizeof(s->custom_names) / sizeof(s->custom_names[0])))
+		return; /* the probe misses it; RESET ALL below still keeps it from leaking */
+	char *n = strdup(name);
+	if (n)
+		s->custom_names[s->n_custom++] = n;
+}
+
+/* Settings the probe captures: what SET changed that ParameterStatus does not report. */
+static bool capturable(const char *name)
+{
+	return !params_is_reported(name) && strncasecmp(name, "transaction_", 12) != 0;
+}
+
+/*
+ * Sends the probe (pin.h) with the ReadyForQuery held: state SYNC until its own ReadyForQuery,
+ * then finish_probe. If it cannot be sent, the server is closed when its client lets it go
+ * and the held ReadyForQuery goes out.
+ */
+static void start_probe(struct server *s)
+{
+	struct client *c = s->client;
+	char *names[64];
+	size_t n = 0;
+	for (int i = 0; i < s->n_custom; i++)
+		names[n++] = s->custom_names[i];
+	/* Dotted settings the client already has: a RESET of one must be seen too. */
+	for (size_t i = 0; i < c->params->p.n && n < sizeof(names) / sizeof(names[0]); i++) {
+		char *name = c->params->p.v[i].name;
+		if (strchr(name, '.'))
+			names[n++] = name;
+	}
+	struct pbuf sql = {0};
+	pin_probe_sql(&sql, names, n);
+	params_free(&s->probe_settings);
+	s->probe_failed = false;
+	s->probe_got_state = false;
+	if (sql.oom) {
+		pbuf_free(&sql);
+		SLOG(LOG_LEVEL_WARNING, s, "out of memory for the session state probe");
+		s->close_when_idle = true;
+		s->probe_wanted = false;
+		s->session_dirty = true;
+		release_held_ready(s);
+		return;
+	}
+	server_set_state(s, SERVER_SYNC);
+	s->probing = true;
+	send_query(s, (const char *)sql.data);
+	pbuf_free(&sql);
+}
+
+static void probe_row(struct server *s, const uint8_t *body, uint32_t len)
+{
+	struct pin_row r;
+	if (!pin_read_row(body, len, &r)) {
+		s->probe_failed = true;
+		return;
+	}
+	if (r.kind == 'p') {
+		s->state_kinds = r.kinds;
+		s->probe_got_state = true;
+		return;
+	}
+	char name[128], value[1024];
+	if (r.name_len >= sizeof(name) || r.value_len >= sizeof(value)) {
+		s->probe_failed = true; /* not replayable as pgtide keeps settings */
+		return;
+	}
+	memcpy(name, r.name, r.name_len);
+	name[r.name_len] = '\0';
+	memcpy(value, r.value, r.value_len);
+	value[r.value_len] = '\0';
+	if (capturable(name) && !params_set(&s->probe_settings, name, value))
+		s->probe_failed = true;
+}
+
+/*
+ * The probe's rows are in. Settings: the client's set takes the session's values (they follow
+ * it to its next server), and the server records them as pgtide's own (the next client gets
+ * them RESET). State: the client is pinned while its session holds any (unless
+ * pin_session_state = off), and the server gets DISCARD ALL before anyone else uses it.
+ */
+static void finish_probe(struct server *s)
+{
+	struct client *c = s->client;
+	struct pt_ctx *ctx = s->ctx;
+	s->probing = false;
+	s->probe_wanted = false;
+	if (s->probe_failed || !s->probe_got_state) {
+		/* Unknown: the client keeps its server (as in session pooling) until a later
+		 * probe succeeds, and the server is closed, not reused, when it is let go. */
+		s->close_when_idle = true;
+		s->session_dirty = true;
+		if (pin_watched(s)) {
+			client_set_pin(c, c->pin_kinds ? c->pin_kinds : PIN_UNKNOWN);
+			s->probe_wanted = true;
+		}
+	} else {
+		struct params want = {0};
+		bool ok = params_copy(&want, &c->params->p);
+		for (size_t i = 0; ok && i < want.n;) {
+			const char *name = want.v[i].name;
+			if (!capturable(name) || params_find(&s->probe_settings, name)) {
+				i++;
+				continue;
+			}
+			/* Back at the server's own value: the client's login value, or none. */
+			const char *lv = params_get(&c->login_params->p, name);
+			if (lv) {
+				ok = params_set(&want, name, lv);
+				i++;
+			} else {
+				params_remove(&want, name);
+			}
+		}
+		for (size_t i = 0; ok && i < s->probe_settings.n; i++)
+			ok = params_set(&want, s->probe_settings.v[i].name,
+			                s->probe_settings.v[i].value);
+		struct pset *np = ok ? pset_intern(&ctx->psets, &want) : NULL;
+		if (!ok)
+			params_free(&want);
+		if (np) {
+			pset_release(&ctx->psets, c->params);
+			c->params = np;
+			for (size_t i = 0; i < s->params.n;) {
+				struct param *sp = &s->params.v[i];
+				if (sp->set_by_us && capturable(sp->name) &&
+				    !params_find(&s->probe_settings, sp->name))
+					params_remove(&s->params, sp->name);
+				else
+					i++;
+			}
+			for (size_t i = 0; i < s->probe_settings.n; i++) {
+				const struct param *pp = &s->probe_settings.v[i];
+				struct param *sp;
+				if (params_set(&s->params, pp->name, pp->value) &&
+				    (sp = params_find(&s->params, pp->name)) != NULL)
+					sp->set_by_us = true;
+				else
+					s->session_dirty = true;
+			}
+			s->synced_sig = c->params->sig;
+			s->session_dirty = false;
+		} else {
+			s->session_dirty = true; /* out of memory: RESET ALL before reuse */
+		}
+		if (pin_watched(s))
+			client_set_pin(c, s->state_kinds);
+	}
+	clear_customs(s);
+	params_free(&s->probe_settings);
+	server_set_state(s, SERVER_ACTIVE);
+	release_held_ready(s);
+	client_server_ready(c);
+	if (s->state == SERVER_ACTIVE)
+		maybe_release(s);
 }
 
 /* State changes that wait until the pump is done with this buffer. */
@@ -874,16 +1109,22 @@ static void after_pump(struct server *s)
 	switch (s->state) {
 	case SERVER_ACTIVE:
 		if (s->holding_ready) {
-			start_restore(s);
+			if (s->restore_all || s->n_restore > 0)
+				start_restore(s);
+			else
+				start_probe(s);
 			if (s->state != SERVER_ACTIVE)
-				return; /* SYNC: continues when the restore's ReadyForQuery arrives
-				         */
+				return; /* SYNC: continues when its ReadyForQuery arrives */
 		}
 		maybe_release(s);
 		return;
 	case SERVER_SYNC:
 		if (s->internal_pending > 0)
 			return;
+		if (s->probing) {
+			finish_probe(s);
+			return;
+		}
 		if (s->sync_failed && s->holding_ready) {
 			/* A login value the server took at login is refused now: keep the session
 			 * as it is, reset it before reuse, and let the client go on. */
@@ -924,6 +1165,12 @@ static void after_pump(struct server *s)
 		}
 		s->synced_sig = c->params->sig;
 		server_set_state(s, SERVER_ACTIVE);
+		if (s->holding_ready && s->held_status == 'I' &&
+		    (s->probe_wanted || s->session_dirty)) {
+			start_probe(s); /* the restore done, the probe next */
+			if (s->state != SERVER_ACTIVE)
+				return;
+		}
 		if (s->holding_ready) {
 			release_held_ready(s);
 			client_server_ready(c);

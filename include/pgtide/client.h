@@ -71,6 +71,7 @@ struct client {
 	int error_row;          /* its row in ctx->errors (stats_error_row), -1 until first error */
 	struct txn txn;         /* transaction depth, savepoints, isolation (see txn.h) */
 	struct prep_names prep; /* its named prepared statements (transaction pooling) */
+	unsigned pin_kinds;     /* session state that keeps it on its server (pin.h); 0: none */
 };
 
 /* Accepts a new client on fd (already non-blocking). */
@@ -87,6 +88,9 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 
 /* Moves c to state s, off its old list onto the new one. Refuses impossible moves loudly. */
 void client_set_state(struct client *c, enum client_state s);
+
+/* Sets the session state that keeps c on its server (pin.h; 0: none), counted per pool. */
+void client_set_pin(struct client *c, unsigned kinds);
 
 /*
  * Authenticated and the pool has its welcome parameters: finish the login (AuthenticationOk ...
@@ -130,6 +134,12 @@ bool client_error_seen(struct client *c, const uint8_t *msg, uint32_t len,
  * through client_error_seen like any other: classified, counted, logged, with the extra field. */
 void client_own_error(struct client *c, const char *severity, const char *sqlstate,
                       const char *message, struct pbuf *out);
+
+/*
+ * If e is the server's error for the stand-in of a statement pin_session_state = error refused
+ * (see client.c), appends pgtide's 0A000 for it to out and returns true.
+ */
+bool client_refused_error(struct client *c, const struct proto_error *e, struct pbuf *out);
 
 /* Frees a closed client (reaper). */
 void client_free(struct client *c);

@@ -110,9 +110,10 @@ struct config {
 	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt; /* 0 = OS default */
 	int max_prepared_statements; /* default 200 (used by the prepared-statement module) */
 	char *error_kind_field;      /* default "K"; "" turns the extra error field off */
-	char *log_error_kinds; /* level of the line logged per classified error: off, debug, log
-	                        * (default), warning */
-	char *metrics_listen;  /* "" = off */
+	char *log_error_kinds;   /* level of the line logged per classified error: off, debug, log
+	                          * (default), warning */
+	char *pin_session_state; /* on (default), off, error: see pin.h */
+	char *metrics_listen;    /* "" = off */
 
 	struct config_db *dbs;
 	size_t n_dbs;

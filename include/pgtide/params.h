@@ -105,6 +105,8 @@ void pset_release(struct pset_table *t, struct pset *s);
  * result. Returns s unchanged if out of memory or if nothing changes.
  */
 struct pset *pset_with(struct pset_table *t, struct pset *s, const char *name, const char *value);
+/* The set s without name, interned; the caller's reference moves as in pset_with. */
+struct pset *pset_without(struct pset_table *t, struct pset *s, const char *name);
 void pset_table_free(struct pset_table *t);
 
 /* Appends a quoted SQL identifier for a parameter name ("a"."b" for a dotted name). */

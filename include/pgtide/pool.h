@@ -49,6 +49,7 @@ struct pool {
 	struct server_list used;
 	int n_login_wait, n_idle_clients, n_waiting_clients, n_active_clients;
 	int n_connecting, n_idle, n_active, n_used;
+	int n_pinned; /* clients kept on their server by session state (pin.h) */
 
 	struct txn_counts txn; /* its clients' transactions, as their trackers saw them */
 

@@ -26,7 +26,8 @@ struct prep_stmt {
 	size_t query_len; /* without the NUL */
 	uint8_t *types;   /* n_types big-endian OIDs, as in the Parse message */
 	uint16_t n_types;
-	char name[32]; /* "pgtide_<id>": its name on every server */
+	uint8_t pin_probe; /* 0 not yet known, 1 no, 2 yes: running it asks for the probe (pin.h) */
+	char name[32];     /* "pgtide_<id>": its name on every server */
 };
 
 /* Every interned statement (one per context). */

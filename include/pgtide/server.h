@@ -64,6 +64,16 @@ struct server {
 	char sync_message[256];
 	bool close_when_idle; /* config changed, lifetime over, ...: close instead of reuse */
 
+	/* Session state (pin.h): the probe runs at the client's next ReadyForQuery 'I'. */
+	bool probe_wanted;            /* the client may have created or dropped session state */
+	bool probing;                 /* SYNC: the probe is running, its rows are being read */
+	bool probe_failed;            /* ... and it failed */
+	bool probe_got_state;         /* ... its state row arrived */
+	unsigned state_kinds;         /* what the last probe found (DISCARD ALL before reuse) */
+	struct params probe_settings; /* the probe's settings rows */
+	char *custom_names[8];        /* dotted settings the client SET (pg_settings omits them) */
+	int n_custom;
+
 	int64_t query_start;    /* when the client's oldest pending request was sent */
 	bool query_cancel_sent; /* query_timeout already cancelled it */
 	int64_t txn_start;      /* when the transaction began (ReadyForQuery went I -> T/E) */
@@ -98,5 +108,8 @@ void server_set_state(struct server *s, enum server_state st);
 bool server_cancel_query(struct server *s);
 
 void server_free(struct server *s);
+
+/* The client SET a dotted (custom) setting on s: the probe reads it back (pin.h). */
+void server_note_custom_setting(struct server *s, const char *name);
 
 #endif

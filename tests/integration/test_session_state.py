@@ -1,5 +1,6 @@
 """Session state under transaction pooling: session advisory locks, LISTEN, temporary tables,
-cursors WITH HOLD, SQL-level PREPARE and a plain SET of a parameter pgtide cannot replay. A
+cursors WITH HOLD, SQL-level PREPARE and SET ROLE. A plain SET of a parameter is not pinned: it
+is read back and replayed wherever the client runs next. A
 client that creates such state keeps its server (is pinned) until the state is gone or the
 client leaves; a pinned client that vanishes leaves nothing behind for the next client of that
 server; pin_session_state = on (default) | off | error.
@@ -112,7 +113,6 @@ def default_setting(pg, name):
 
 # ---- advisory locks ------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
 def test_advisory_lock_taken_in_one_transaction_released_in_a_later_one(pgtide, pg):
     p = pgtide.start({**TX, "default_pool_size": 2})
@@ -143,7 +143,6 @@ def test_advisory_lock_taken_in_one_transaction_released_in_a_later_one(pgtide, 
     shared_again(p, pid_a)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 def test_advisory_lock_outlives_rollback_until_unlock_all(pgtide, pg):
     p = pgtide.start({**TX, "default_pool_size": 2})
     with p.raw() as a:
@@ -164,7 +163,6 @@ def test_advisory_lock_outlives_rollback_until_unlock_all(pgtide, pg):
     shared_again(p, pid_a)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.parametrize("leave", ["abort", "terminate"])
 def test_advisory_lock_of_a_vanished_client_is_gone_within_a_second(pgtide, pg, leave):
     p = pgtide.start({**TX, "default_pool_size": 2})
@@ -189,7 +187,6 @@ def test_advisory_lock_of_a_vanished_client_is_gone_within_a_second(pgtide, pg, 
             (True,)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
 def test_prisma_migrate_style_lock_serializes_two_migrators(pgtide, pg, table):
     """Two `prisma migrate deploy` processes: each takes pg_advisory_lock(72707369), runs its
@@ -224,7 +221,6 @@ def test_prisma_migrate_style_lock_serializes_two_migrators(pgtide, pg, table):
 
 # ---- LISTEN / NOTIFY -----------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
 def test_listen_notify_reaches_a_pinned_idle_client(pgtide, pg):
     p = pgtide.start({**TX, "default_pool_size": 2})
@@ -260,7 +256,6 @@ def test_listen_notify_reaches_a_pinned_idle_client(pgtide, pg):
 
 # ---- temporary tables, cursors WITH HOLD, SQL PREPARE, SET -------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
 def test_temp_table_across_transactions(pgtide):
     p = pgtide.start({**TX, "default_pool_size": 2})
@@ -279,7 +274,6 @@ def test_temp_table_across_transactions(pgtide):
     shared_again(p, pid_a)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
 def test_cursor_with_hold_across_transactions(pgtide):
     p = pgtide.start({**TX, "default_pool_size": 2})
@@ -300,7 +294,6 @@ def test_cursor_with_hold_across_transactions(pgtide):
     shared_again(p, pid_a)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
 def test_sql_prepare_execute_across_transactions(pgtide):
     """SQL-level PREPARE/EXECUTE/DEALLOCATE from psycopg2 (simple query protocol)."""
@@ -334,28 +327,81 @@ def test_sql_prepare_execute_across_transactions(pgtide):
     shared_again(p, pid_a)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.deadline(60)
-def test_set_of_a_parameter_that_is_not_replayed(pgtide, pg):
+def test_a_plain_set_follows_its_client_instead_of_pinning(pgtide, pg):
+    """A session-level SET of a parameter PostgreSQL does not report (work_mem, a dotted custom
+    setting, SET SESSION ...) is read back by pgtide at the end of the transaction and replayed
+    wherever the client runs next: nothing is pinned, no other client sees it."""
     default = default_setting(pg, "work_mem")
     assert default != "7MB"
     p = pgtide.start({**TX, "default_pool_size": 2})
     with connect(p) as a, connect(p) as b:
         a.execute("SET work_mem = '7MB'")
+        a.execute("SET SESSION lock_timeout = '4s'")
+        a.execute("SET tide.tenant = 'acme'")
         pid_a = pid(a)
-        for _ in range(3):
+        seen_a = set()
+        for _ in range(4):
             assert b.execute("show work_mem").fetchone() == (default,)
+            assert b.execute("show lock_timeout").fetchone() == ("0",)
+            assert b.execute("select current_setting('tide.tenant', true)").fetchone()[0] \
+                in (None, "")
             with a.transaction():
                 assert a.execute("show work_mem").fetchone() == ("7MB",)
-            assert a.execute("show work_mem").fetchone() == ("7MB",)
-        others_never_on(p, pid_a, rounds=1)
+                seen_a.add(pid(a))
+            assert a.execute("select current_setting('work_mem'), "
+                             "current_setting('lock_timeout'), "
+                             "current_setting('tide.tenant')").fetchone() == \
+                ("7MB", "4s", "acme")
+            spread(p)
+        if not DIRECT:
+            assert len(seen_a) >= 1
+            shared_again(p, pid_a)  # never pinned
+        # a SET inside a transaction that rolls back is undone; one that commits stays
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with a.transaction():
+                a.execute("SET work_mem = '9MB'")
+                a.execute("select 1/0")
+        assert a.execute("show work_mem").fetchone() == ("7MB",)
+        with a.transaction():
+            a.execute("SET work_mem = '8MB'")
+            a.execute("SAVEPOINT s1")
+            a.execute("SET work_mem = '10MB'")
+            a.execute("ROLLBACK TO SAVEPOINT s1")
+        spread(p)
+        assert a.execute("show work_mem").fetchone() == ("8MB",)
         # SET LOCAL ends with its transaction
         with b.transaction():
             b.execute("SET LOCAL work_mem = '9MB'")
             assert b.execute("show work_mem").fetchone() == ("9MB",)
         assert b.execute("show work_mem").fetchone() == (default,)
+        # RESET gives the server's default back, wherever a runs next
         a.execute("RESET work_mem")
-        assert a.execute("show work_mem").fetchone() == (default,)
+        a.execute("RESET tide.tenant")
+        for _ in range(3):
+            spread(p)
+            assert a.execute("show work_mem").fetchone() == (default,)
+            assert a.execute("select current_setting('tide.tenant', true)").fetchone()[0] \
+                in (None, "")
+            assert a.execute("show lock_timeout").fetchone() == ("4s",)
+
+
+@pytest.mark.deadline(60)
+def test_set_role_pins_until_reset(pgtide, pg):
+    """SET ROLE is not replayed: the client keeps its server until RESET ROLE."""
+    pg.admin_sql("do $$ begin if not exists (select from pg_roles where rolname = 'tide_r') "
+                 "then create role tide_r; end if; end $$; grant tide_r to app", db="app")
+    p = pgtide.start({**TX, "default_pool_size": 2})
+    with connect(p) as a, connect(p) as b:
+        a.execute("SET ROLE tide_r")
+        pid_a = pid(a)
+        others_never_on(p, pid_a, rounds=1)
+        for _ in range(3):
+            assert b.execute("select current_user").fetchone() == ("app",)
+            assert a.execute("select current_user, pg_backend_pid()").fetchone() == \
+                ("tide_r", pid_a)
+        a.execute("RESET ROLE")
+        assert a.execute("select current_user").fetchone() == ("app",)
     shared_again(p, pid_a)
 
 
@@ -374,10 +420,10 @@ STATE = {
                 "select count(*) from pg_prepared_statements where name = 'tide_gone'", "0"),
     "set": ("set work_mem = '7MB'", "select (current_setting('work_mem') <> '7MB')::text",
             "true"),
+    "role": ("set role app", "select current_setting('role')", "none"),
 }
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pytest.mark.parametrize("state", list(STATE))
 def test_state_of_a_vanished_client_is_cleaned_before_reuse(pgtide, pg, state):
     """Pool size 1: the next client gets the vanished client's server (or a new one), never
@@ -408,11 +454,10 @@ REFUSED = {
     "temp table": "create temp table tide_refused (a int)",
     "cursor with hold": "declare tide_refused cursor with hold for select 1",
     "sql prepare": "prepare tide_refused as select 1",
-    "set": "set work_mem = '7MB'",
+    "set role": "set role app",
 }
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: session-state pinning (issue 5) is not implemented; these tests describe it")
 @pgtide_only
 def test_pin_session_state_error_refuses_with_a_clear_message(pgtide, pg):
     p = pgtide.start({**TX, "default_pool_size": 2, "pin_session_state": "error"})
@@ -434,7 +479,7 @@ def test_pin_session_state_error_refuses_with_a_clear_message(pgtide, pg):
             assert c.execute("select count(*) from pg_cursors").fetchone() == (0,), what
             assert c.execute("select count(*) from pg_prepared_statements "
                              "where name = 'tide_refused'").fetchone() == (0,), what
-            assert c.execute("show work_mem").fetchone()[0] != "7MB", what
+            assert c.execute("select current_setting('role')").fetchone() == ("none",), what
         # the extended protocol is refused too
         with pytest.raises(psycopg.Error) as ei:
             c.execute("select pg_advisory_lock(%s)", (32,))
@@ -443,10 +488,13 @@ def test_pin_session_state_error_refuses_with_a_clear_message(pgtide, pg):
                               db="app") == 0
         # state that ends with its transaction is not refused
         with c.transaction():
-            assert c.execute("select pg_advisory_xact_lock(33), 1").fetchone() == (None, 1)
+            assert c.execute("select pg_advisory_xact_lock(33), 1").fetchone() == ("", 1)
             c.execute("set local work_mem = '9MB'")
             c.execute("declare tide_plain cursor for select 1")
             assert c.execute("fetch 1 from tide_plain").fetchone() == (1,)
+        c.execute("set work_mem = '7MB'")  # a plain SET is replayed, not refused
+        assert c.execute("show work_mem").fetchone() == ("7MB",)
+        c.execute("reset work_mem")
         c.execute("set TimeZone = 'Asia/Tokyo'")  # a reported parameter follows its client
         assert c.execute("show TimeZone").fetchone() == ("Asia/Tokyo",)
         assert c.execute("select 42").fetchone() == (42,)
@@ -464,3 +512,38 @@ def test_pin_session_state_off_runs_the_statements(pgtide):
         assert raw_ok(c, "begin; set work_mem = '7MB'; show work_mem; commit") \
             .results[2][1] == [("7MB",)]
         raw_ok(c, "reset work_mem")
+
+
+@pgtide_only
+@pytest.mark.deadline(60)
+def test_pinned_clients_are_counted_per_pool(pgtide):
+    """SHOW POOLS cl_pinned counts pinned clients; SHOW CLIENTS says what pins each one."""
+    p = pgtide.start({**TX, "default_pool_size": 3, "admin_users": "app"})
+
+    def pool_row(adm):
+        rows = [r for r in adm.rows("SHOW POOLS") if r["database"] == "app"]
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    def pinned_of(adm):
+        return sorted(r["pinned"] for r in adm.rows("SHOW CLIENTS")
+                      if r["database"] == "app" and r["pinned"])
+
+    with h.AdminConsole(p) as adm, connect(p) as a, connect(p) as b, connect(p) as c:
+        for x in (a, b, c):
+            x.execute("select 1")
+        assert pool_row(adm)["cl_pinned"] == 0
+        a.execute("LISTEN tide_count")
+        b.execute("select pg_advisory_lock(5150)")
+        b.execute("create temp table tide_count (v int)")
+        assert pool_row(adm)["cl_pinned"] == 2
+        assert pinned_of(adm) == ["LISTEN", "session advisory lock, temporary table"]
+        c.execute("select pg_advisory_lock(5151), pg_advisory_unlock(5151)")
+        assert pool_row(adm)["cl_pinned"] == 2
+        b.execute("select pg_advisory_unlock_all()")
+        assert pinned_of(adm) == ["LISTEN", "temporary table"]
+        b.execute("drop table tide_count")
+        assert pool_row(adm)["cl_pinned"] == 1
+        a.close()
+        h.wait_for(lambda: pool_row(adm)["cl_pinned"] == 0, 5, what="cl_pinned back to 0")
+        assert pinned_of(adm) == []

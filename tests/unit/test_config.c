@@ -172,6 +172,7 @@ static void test_defaults(void)
 	        {"max_prepared_statements", "200"},
 	        {"error_kind_field", "K"},
 	        {"log_error_kinds", "log"},
+	        {"pin_session_state", "on"},
 	        {"metrics_listen", ""},
 	};
 	struct config cfg;
@@ -391,6 +392,8 @@ static void test_errors(void)
 	         "empty or one printable"},
 	        {"[pgtide]\nlog_error_kinds = loud\n", false, 2, "log_error_kinds",
 	         "invalid level 'loud' (use off, debug, log or warning)"},
+	        {"[pgtide]\npin_session_state = yes\n", false, 2, "pin_session_state",
+	         "invalid pin_session_state 'yes' (use on, off or error)"},
 	        {"listen_port = 1\n", false, 1, "listen_port", "outside any section"},
 	        {"; header comment\n\napp = host=x\n[databases]\n", false, 3, "app",
 	         "outside any section"},

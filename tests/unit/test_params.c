@@ -651,6 +651,13 @@ static void test_pset(void)
 	y = pset_with(&t, y, "TimeZone", "UTC");
 	CHECK(x == y && x->refs == 2 && t.n == 1, "pset_with: equal again, shared again");
 	CHECK(x->sig == params_signature(&x->p), "pset: sig matches its table");
+	/* pset_without: the same copy on write, the other way */
+	y = pset_with(&t, y, "work_mem", "7MB");
+	CHECK(x != y && x->refs == 1 && params_get(&y->p, "work_mem"), "pset_without: setup");
+	struct pset *z = pset_without(&t, y, "WORK_MEM");
+	CHECK(z == x && x->refs == 2 && t.n == 1, "pset_without: back to the shared set");
+	y = z;
+	CHECK(pset_without(&t, y, "work_mem") == y && x->refs == 2, "pset_without: absent");
 	pset_release(&t, x);
 	pset_release(&t, y);
 	CHECK(t.n == 0, "pset_with: all released");
