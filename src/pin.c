@@ -147,13 +147,6 @@ static bool find_ci(const char *sql, size_t len, const char *word, size_t key,
 	return false;
 }
 
-/* "advisory" followed by anything but "_xact": a session advisory lock function. */
-static bool advisory_not_xact(const char *at, const char *end)
-{
-	const char *after = at + 8;
-	return !((size_t)(end - after) >= 5 && eq_ci(after, "_xact", 5));
-}
-
 static bool any_occurrence(const char *at, const char *end)
 {
 	(void)at;
@@ -172,8 +165,18 @@ bool pin_text_wants_probe(const char *sql, size_t len)
 				return true;
 		}
 	}
-	/* 'v' is rare in SQL ("advisory" has one; "values" too, but it fails the check). */
-	return find_ci(sql, len, "advisory", 2, advisory_not_xact);
+	/*
+	 * "advisory_" not followed by "xact": found from its '_', one memchr that needs no case
+	 * folding (most statements have few underscores, each checked in a few instructions).
+	 */
+	const char *q = sql + 8;
+	while (q < end && (q = memchr(q, '_', (size_t)(end - q))) != NULL) {
+		if (eq_ci(q - 8, "advisory", 8) &&
+		    !((size_t)(end - q) > 4 && eq_ci(q + 1, "xact", 4)))
+			return true;
+		q++;
+	}
+	return false;
 }
 
 /* ---- tags ---- */
@@ -190,7 +193,7 @@ static bool tag_starts(const char *tag, size_t len, const char *want)
 	return len > n && memcmp(tag, want, n) == 0;
 }
 
-unsigned pin_tag_effect(const char *tag, size_t len)
+unsigned pin_tag_effect_of(const char *tag, size_t len)
 {
 	if (len < 3)
 		return 0;

@@ -701,7 +701,7 @@ static bool pin_watched(const struct server *s)
  */
 static void note_command_tag(struct server *s, const char *tag, uint32_t len)
 {
-	size_t n = strnlen(tag, len);
+	size_t n = len > 0 && tag[len - 1] == '\0' ? len - 1 : strnlen(tag, len);
 	unsigned eff = pin_tag_effect(tag, n);
 	if (!eff)
 		return; /* SELECT, INSERT, BEGIN, COMMIT ... */

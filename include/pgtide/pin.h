@@ -81,7 +81,15 @@ enum pin_tag {
 	PIN_TAG_DROPS = 2, /* may have dropped state: UNLISTEN, CLOSE CURSOR, DEALLOCATE, DROP ..*/
 };
 /* tag is len bytes, the NUL excluded. SET and RESET answer both. */
-unsigned pin_tag_effect(const char *tag, size_t len);
+unsigned pin_tag_effect_of(const char *tag, size_t len);
+/* The same, with the common tags (SELECT n, INSERT, UPDATE, BEGIN, COMMIT ...) answered inline. */
+static inline unsigned pin_tag_effect(const char *tag, size_t len)
+{
+	if (len < 3 || (tag[0] == 'S' && len != 3) || tag[0] == 'I' || tag[0] == 'B' ||
+	    tag[0] == 'M' || tag[0] == 'F')
+		return 0;
+	return pin_tag_effect_of(tag, len);
+}
 
 /*
  * pin_session_state = error: the kind of state the first statement of sql that would create

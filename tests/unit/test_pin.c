@@ -22,8 +22,12 @@ static void test_text_wants_probe(void)
 	        {"select pg_advisory_xact_lock(1)", false},
 	        {"select pg_try_advisory_xact_lock_shared(1)", false},
 	        {"select pg_advisory_xact_lock(1), pg_advisory_lock(2)", true},
-	        {"select 'advisory'", true}, /* not string-aware: a false alarm costs one probe */
-	        {"select advisory", true},   /* cheap: a false alarm costs one probe */
+	        {"select 'advisory'", false},
+	        {"select advisory", false},
+	        {"select advisory_notes from t", true}, /* a false alarm costs one probe */
+	        {"select * from pgbench_accounts where aid = 1", false},
+	        {"ADVISORY_LOCK", true},
+	        {"x advisory_XACT", false},
 	        {"create temp table t (a int)", true},
 	        {"CREATE TABLE t AS SELECT 1", true},
 	        {"  /* c */ create temporary table t as select 1", true},
