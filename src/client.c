@@ -889,9 +889,9 @@ static void note_resets(struct server *s, const char *sql, uint32_t len)
  */
 static bool pin_check(struct client *c, struct server *s, char type, const char *sql, size_t n)
 {
-	enum pin_mode pm = pin_mode_of(c->ctx->cfg.pin_session_state);
-	if (pm == PIN_MODE_OFF || c->pool->pool_mode == POOL_MODE_SESSION)
+	if (c->pool->pool_mode == POOL_MODE_SESSION)
 		return false;
+	enum pin_mode pm = pin_mode_of(c->ctx->cfg.pin_session_state);
 	unsigned k = pm == PIN_MODE_ERROR ? pin_refusal(sql, n) : 0;
 	if (!k) {
 		if (!s->probe_wanted && pin_text_wants_probe(sql, n))

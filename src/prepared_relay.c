@@ -238,8 +238,7 @@ static enum pump_action rename_stmt(struct client *c, struct server *s, const ui
 		/* A statement that may take or drop session state (pin.h), run again. */
 		if (!st->pin_probe)
 			st->pin_probe = pin_text_wants_probe(st->query, st->query_len) ? 2 : 1;
-		if (st->pin_probe == 2 &&
-		    pin_mode_of(c->ctx->cfg.pin_session_state) != PIN_MODE_OFF)
+		if (st->pin_probe == 2)
 			s->probe_wanted = true;
 	}
 	struct pbuf b = {0};

@@ -386,6 +386,8 @@ static void start_reset(struct server *s)
 	}
 	s->state_kinds = 0;
 	s->probe_wanted = false;
+	s->probing = false; /* a probe its client left during has been drained */
+	params_free(&s->probe_settings);
 	if (s->session_dirty && !reset_all) {
 		/* A client changed the session (SET, RESET, DISCARD ALL): back to the defaults. */
 		send_query(s, "RESET ALL");
@@ -687,11 +689,20 @@ static void start_restore(struct server *s)
 		release_held_ready(s);
 }
 
-/* True if session state is watched on s: its client could be pinned (pin.h). */
+/*
+ * True if session state is watched on s (pin.h): outside session pooling, whatever
+ * pin_session_state says (off pins nothing, but the state is still dropped before another
+ * client gets the server).
+ */
 static bool pin_watched(const struct server *s)
 {
-	return s->pool->pool_mode != POOL_MODE_SESSION &&
-	       pin_mode_of(s->ctx->cfg.pin_session_state) != PIN_MODE_OFF;
+	return s->pool->pool_mode != POOL_MODE_SESSION;
+}
+
+/* True if a client of s that holds session state keeps s. */
+static bool pin_pins(const struct server *s)
+{
+	return pin_watched(s) && pin_mode_of(s->ctx->cfg.pin_session_state) != PIN_MODE_OFF;
 }
 
 /*
@@ -1038,7 +1049,7 @@ static void finish_probe(struct server *s)
 		 * probe succeeds, and the server is closed, not reused, when it is let go. */
 		s->close_when_idle = true;
 		s->session_dirty = true;
-		if (pin_watched(s)) {
+		if (pin_pins(s)) {
 			client_set_pin(c, c->pin_kinds ? c->pin_kinds : PIN_UNKNOWN);
 			s->probe_wanted = true;
 		}
@@ -1091,7 +1102,7 @@ static void finish_probe(struct server *s)
 		} else {
 			s->session_dirty = true; /* out of memory: RESET ALL before reuse */
 		}
-		if (pin_watched(s))
+		if (pin_pins(s))
 			client_set_pin(c, s->state_kinds);
 	}
 	clear_customs(s);

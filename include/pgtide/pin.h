@@ -38,8 +38,8 @@ enum pin_kind {
 /* pin_session_state */
 enum pin_mode {
 	PIN_MODE_ON = 0, /* pin clients that hold session state (default) */
-	PIN_MODE_OFF,    /* never pin: the state stays behind on the server (a documented hazard) */
-	PIN_MODE_ERROR,  /* refuse statements that would create such state (0A000) */
+	PIN_MODE_OFF, /* never pin: the state is dropped (DISCARD ALL) when the server is let go */
+	PIN_MODE_ERROR, /* refuse statements that would create such state (0A000) */
 };
 
 /* The mode a pin_session_state value names ("on", "off", "error"; checked at config load). */

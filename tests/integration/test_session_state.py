@@ -547,3 +547,19 @@ def test_pinned_clients_are_counted_per_pool(pgtide):
         a.close()
         h.wait_for(lambda: pool_row(adm)["cl_pinned"] == 0, 5, what="cl_pinned back to 0")
         assert pinned_of(adm) == []
+
+
+@pgtide_only
+def test_pin_session_state_off_still_cleans_before_the_next_client(pgtide, pg):
+    """off pins nothing, but state never reaches another client: the server gets DISCARD ALL
+    when the client that made it lets it go (pool size 1: the next client gets that server)."""
+    p = pgtide.start({**TX, "default_pool_size": 1, "pin_session_state": "off"})
+    with p.raw() as a, connect(p) as b:
+        assert a.login("app", "app", "app").ok
+        pid_a = int(raw_ok(a, "LISTEN tide_off2; select pg_advisory_lock(4711); "
+                              "select pg_backend_pid()").results[2][1][0][0])
+        got = b.execute("select pg_backend_pid(), "
+                        "(select count(*) from pg_listening_channels()), "
+                        "(select count(*) from pg_locks where locktype = 'advisory')").fetchone()
+        assert got == (pid_a, 0, 0), got
+        assert advisory_holders(pg, 4711) == []
