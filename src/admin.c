@@ -61,6 +61,7 @@ struct admin_rs {
 	struct pbuf *b;
 	size_t row_off;
 	uint64_t rows;
+	int64_t wall_minus_mono; /* usec, taken once: times in one result set compare exactly */
 };
 
 bool admin_is_console_db(const char *name)
@@ -72,8 +73,11 @@ bool admin_is_console_db(const char *name)
 
 static void rs_begin(struct admin_rs *r, struct pbuf *b, const struct admin_col *cols, int n)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	r->b = b;
 	r->rows = 0;
+	r->wall_minus_mono = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - pt_now();
 	size_t off = proto_msg_begin(b, 'T');
 	pbuf_put_u16(b, (uint16_t)n);
 	for (int i = 0; i < n; i++) {
@@ -120,9 +124,7 @@ static void rs_bool(struct admin_rs *r, bool v)
 /* A monotonic time as wall-clock text in PostgreSQL's ISO output ("... 01:02:03.000004+00"). */
 static void rs_time(struct admin_rs *r, int64_t mono_usec)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t wall = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (pt_now() - mono_usec);
+	int64_t wall = r->wall_minus_mono + mono_usec;
 	time_t secs = (time_t)(wall / 1000000);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
