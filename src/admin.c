@@ -1,10 +1,12 @@
 /*
  * The admin console (see admin.h and docs/admin.md): the simple query protocol, answered from
  * pgtide's own state. Result sets are built whole and written at once; they are small next to
- * the traffic of the clients they describe.
+ * the traffic of the clients they describe. Control commands (PAUSE, RELOAD, ...) act on the
+ * pools; those that wait (PAUSE, SUSPEND, WAIT_CLOSE) answer later, never blocking the loop.
  */
 #include "pgtide/admin.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +61,7 @@ struct admin_rs {
 	struct pbuf *b;
 	size_t row_off;
 	uint64_t rows;
+	int64_t wall_minus_mono; /* usec, taken once: times in one result set compare exactly */
 };
 
 bool admin_is_console_db(const char *name)
@@ -70,8 +73,11 @@ bool admin_is_console_db(const char *name)
 
 static void rs_begin(struct admin_rs *r, struct pbuf *b, const struct admin_col *cols, int n)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	r->b = b;
 	r->rows = 0;
+	r->wall_minus_mono = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - pt_now();
 	size_t off = proto_msg_begin(b, 'T');
 	pbuf_put_u16(b, (uint16_t)n);
 	for (int i = 0; i < n; i++) {
@@ -118,9 +124,7 @@ static void rs_bool(struct admin_rs *r, bool v)
 /* A monotonic time as wall-clock text in PostgreSQL's ISO output ("... 01:02:03.000004+00"). */
 static void rs_time(struct admin_rs *r, int64_t mono_usec)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t wall = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (pt_now() - mono_usec);
+	int64_t wall = r->wall_minus_mono + mono_usec;
 	time_t secs = (time_t)(wall / 1000000);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
@@ -160,12 +164,56 @@ static void admin_error(struct client *c, struct pbuf *b, const char *sqlstate, 
 
 /* ---- SHOW commands ---- */
 
+/*
+ * ptr and link: PgBouncer prints object addresses there; pgtide prints the connection id in
+ * the same 0x form (KILL_CLIENT takes it, or the id in decimal).
+ */
+static const char *ptr_text(uint64_t id, char *buf, size_t n)
+{
+	snprintf(buf, n, "0x%llx", (unsigned long long)id);
+	return buf;
+}
+
+/* The local end of a socket ("unix" and 0 for a Unix socket). */
+static void local_addr(int fd, char *host, size_t n, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	snprintf(host, n, "unix");
+	*port = 0;
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)n);
+		*port = ntohs(in->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)n);
+		*port = ntohs(in6->sin6_port);
+	}
+}
+
 static void show_help(struct client *c, struct pbuf *b)
 {
 	(void)c;
 	static const char *const lines[] = {
 	        "Console usage",
-	        "\tSHOW HELP|VERSION|POOLS|CLIENTS|ERRORS|TRANSACTIONS",
+	        "\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION",
+	        "\tSHOW LISTS|MEM|STATE",
+	        "\tSHOW ERRORS|TRANSACTIONS",
+	        "\tSET key = arg",
+	        "\tRELOAD",
+	        "\tPAUSE [<db>]",
+	        "\tRESUME [<db>]",
+	        "\tDISABLE <db>",
+	        "\tENABLE <db>",
+	        "\tRECONNECT [<db>]",
+	        "\tKILL [<db>]",
+	        "\tKILL_CLIENT <client_id>",
+	        "\tSUSPEND",
+	        "\tSHUTDOWN",
+	        "\tWAIT_CLOSE [<db>]",
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		proto_build_notice(b, "NOTICE", "00000", lines[i]);
@@ -345,22 +393,10 @@ static void show_clients(struct client *self, struct pbuf *b)
 	{
 		if (c->state == CLIENT_CLOSED)
 			continue;
-		char host[INET6_ADDRSTRLEN + 8], lhost[INET6_ADDRSTRLEN + 8] = "unix", buf[64];
-		int port, lport = 0;
+		char host[INET6_ADDRSTRLEN + 8], lhost[INET6_ADDRSTRLEN + 8], buf[64];
+		int port, lport;
 		client_addr(c, host, sizeof(host), &port);
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		if (getsockname(c->io.fd, (struct sockaddr *)&ss, &sl) == 0) {
-			if (ss.ss_family == AF_INET) {
-				const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
-				inet_ntop(AF_INET, &in->sin_addr, lhost, sizeof(lhost));
-				lport = ntohs(in->sin_port);
-			} else if (ss.ss_family == AF_INET6) {
-				const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
-				inet_ntop(AF_INET6, &in6->sin6_addr, lhost, sizeof(lhost));
-				lport = ntohs(in6->sin6_port);
-			}
-		}
+		local_addr(c->io.fd, lhost, sizeof(lhost), &lport);
 		int64_t wait = c->state == CLIENT_WAITING ? now - c->wait_start : 0;
 		const char *app = c->params ? params_get(&c->params->p, "application_name")
 		                            : params_get(&c->startup, "application_name");
@@ -378,13 +414,8 @@ static void show_clients(struct client *self, struct pbuf *b)
 		rs_int(&r, wait / 1000000);
 		rs_int(&r, wait % 1000000);
 		rs_int(&r, 0);
-		snprintf(buf, sizeof(buf), "%llx", (unsigned long long)c->id);
-		rs_text(&r, buf);
-		if (c->server)
-			snprintf(buf, sizeof(buf), "%llx", (unsigned long long)c->server->id);
-		else
-			buf[0] = 0;
-		rs_text(&r, buf);
+		rs_text(&r, ptr_text(c->id, buf, sizeof(buf)));
+		rs_text(&r, c->server ? ptr_text(c->server->id, buf, sizeof(buf)) : "");
 		rs_int(&r, 0);
 		rs_text(&r, "");
 		rs_text(&r, app ? app : "");
@@ -472,76 +503,1363 @@ static void show_pools(struct client *c, struct pbuf *b)
 	put_command_complete(b, "SHOW");
 }
 
+static const char *server_state_text(const struct server *s)
+{
+	switch (s->state) {
+	case SERVER_CONNECTING:
+		return "new";
+	case SERVER_IDLE:
+		return "idle";
+	case SERVER_SYNC:
+	case SERVER_ACTIVE:
+		return "active";
+	default:
+		return "used"; /* reset or drain: counted as sv_used in SHOW POOLS */
+	}
+}
+
+static void show_servers(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {
+	        {"type", ADMIN_TEXT},
+	        {"user", ADMIN_TEXT},
+	        {"database", ADMIN_TEXT},
+	        {"state", ADMIN_TEXT},
+	        {"addr", ADMIN_TEXT},
+	        {"port", ADMIN_INT4},
+	        {"local_addr", ADMIN_TEXT},
+	        {"local_port", ADMIN_INT4},
+	        {"connect_time", ADMIN_TIMESTAMPTZ},
+	        {"request_time", ADMIN_TIMESTAMPTZ},
+	        {"wait", ADMIN_INT4},
+	        {"wait_us", ADMIN_INT4},
+	        {"close_needed", ADMIN_INT4},
+	        {"ptr", ADMIN_TEXT},
+	        {"link", ADMIN_TEXT},
+	        {"remote_pid", ADMIN_INT4},
+	        {"tls", ADMIN_TEXT},
+	        {"application_name", ADMIN_TEXT},
+	        {"prepared_statements", ADMIN_INT4},
+	        {"id", ADMIN_INT8},
+	};
+	const int n = (int)(sizeof(cols) / sizeof(cols[0]));
+	struct admin_rs r;
+	rs_begin(&r, b, cols, n);
+	const struct pool *p;
+	TAILQ_FOREACH(p, &c->ctx->pools, link)
+	{
+		/* PgBouncer's order: active, idle, used, then those still logging in. */
+		const struct server_list *lists[] = {&p->active, &p->idle, &p->used,
+		                                     &p->connecting};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			const struct server *s;
+			TAILQ_FOREACH(s, lists[i], link)
+			{
+				char addr[INET6_ADDRSTRLEN + 64], laddr[INET6_ADDRSTRLEN + 8],
+				        buf[64];
+				int port, lport;
+				server_addrs(s, addr, sizeof(addr), &port, laddr, sizeof(laddr),
+				             &lport);
+				const struct client *cl = s->client;
+				const char *app = cl && cl->params ? params_get(&cl->params->p,
+				                                                "application_name")
+				                                   : NULL;
+				rs_row(&r, n);
+				rs_text(&r, "S");
+				rs_text(&r, p->user_name);
+				rs_text(&r, p->db_name);
+				rs_text(&r, server_state_text(s));
+				rs_text(&r, addr);
+				rs_int(&r, port);
+				rs_text(&r, laddr);
+				rs_int(&r, lport);
+				rs_time(&r, s->created_at);
+				rs_time(&r, s->query_start ? s->query_start : s->created_at);
+				rs_int(&r, 0);
+				rs_int(&r, 0);
+				rs_int(&r, s->close_when_idle ? 1 : 0);
+				rs_text(&r, ptr_text(s->id, buf, sizeof(buf)));
+				rs_text(&r, cl ? ptr_text(cl->id, buf, sizeof(buf)) : "");
+				rs_int(&r, s->backend_pid);
+				rs_text(&r, "");
+				rs_text(&r, app ? app : "");
+				rs_int(&r, s->prep_cache.n);
+				rs_int(&r, (int64_t)s->id);
+				rs_row_end(&r);
+			}
+		}
+	}
+	put_command_complete(b, "SHOW");
+}
+
+/* Servers in the pools of database db. */
+static int db_server_count(const struct pt_ctx *ctx, const char *db)
+{
+	int n = 0;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if (strcmp(p->db_name, db) == 0)
+		n += pool_server_count(p);
+	return n;
+}
+
+/* True if an earlier pool has database db (a database made from "*" is listed once). */
+static bool db_seen_before(const struct pt_ctx *ctx, const struct pool *upto, const char *db)
+{
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		if (p == upto)
+			return false;
+		if (strcmp(p->db_name, db) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Calls fn for every database SHOW DATABASES lists: the [databases] entries in file order, then
+ * the databases clients reached through the "*" entry (which itself is not one).
+ */
+static void each_database(const struct pt_ctx *ctx,
+                          void (*fn)(const struct pt_ctx *ctx, const char *name,
+                                     const struct config_db *db, void *arg),
+                          void *arg)
+{
+	const struct config *cfg = &ctx->cfg;
+	for (size_t i = 0; i < cfg->n_dbs; i++)
+		if (strcmp(cfg->dbs[i].name, "*") != 0)
+			fn(ctx, cfg->dbs[i].name, &cfg->dbs[i], arg);
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		const struct config_db *db = config_find_db(cfg, p->db_name);
+		if (db && strcmp(db->name, "*") == 0 && !db_seen_before(ctx, p, p->db_name))
+			fn(ctx, p->db_name, db, arg);
+	}
+}
+
+static void database_row(const struct pt_ctx *ctx, const char *name, const struct config_db *db,
+                         void *arg)
+{
+	struct admin_rs *r = arg;
+	const struct config *cfg = &ctx->cfg;
+	const char *host = config_db_conn_get(db, "host");
+	const char *port = config_db_conn_get(db, "port");
+	const char *dbname = config_db_conn_get(db, "dbname");
+	const char *user = config_db_conn_get(db, "user");
+	if (!host)
+		host = config_db_conn_get(db, "hostaddr");
+	rs_row(r, 13);
+	rs_text(r, name);
+	rs_text(r, host);
+	rs_int(r, port && port[0] ? atoi(port) : 5432);
+	rs_text(r, dbname ? dbname : name);
+	rs_text(r, user && user[0] ? user : NULL);
+	rs_int(r, db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size);
+	rs_int(r, db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size);
+	rs_int(r, db->reserve_pool >= 0 ? db->reserve_pool : cfg->reserve_pool_size);
+	rs_text(r, db->pool_mode != POOL_MODE_UNSET ? config_pool_mode_name(db->pool_mode) : NULL);
+	rs_int(r, db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections);
+	rs_int(r, db_server_count(ctx, name));
+	rs_int(r, pool_db_paused(ctx, name) ? 1 : 0);
+	rs_int(r, pool_db_disabled(ctx, name) ? 1 : 0);
+	rs_row_end(r);
+}
+
+static void show_databases(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {
+	        {"name", ADMIN_TEXT},
+	        {"host", ADMIN_TEXT},
+	        {"port", ADMIN_INT4},
+	        {"database", ADMIN_TEXT},
+	        {"force_user", ADMIN_TEXT},
+	        {"pool_size", ADMIN_INT4},
+	        {"min_pool_size", ADMIN_INT4},
+	        {"reserve_pool", ADMIN_INT4},
+	        {"pool_mode", ADMIN_TEXT},
+	        {"max_connections", ADMIN_INT4},
+	        {"current_connections", ADMIN_INT4},
+	        {"paused", ADMIN_INT4},
+	        {"disabled", ADMIN_INT4},
+	};
+	struct admin_rs r;
+	rs_begin(&r, b, cols, 13);
+	each_database(c->ctx, database_row, &r);
+	put_command_complete(b, "SHOW");
+}
+
+static void count_database(const struct pt_ctx *ctx, const char *name, const struct config_db *db,
+                           void *arg)
+{
+	(void)ctx;
+	(void)name;
+	(void)db;
+	(*(int *)arg)++;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The users SHOW USERS lists, sorted and without repeats: those in auth_file, in [users], and
+ * those pools log in as. Returns the count; *out (free it) holds pointers into ctx. -1 on OOM.
+ */
+static int collect_users(const struct pt_ctx *ctx, const char ***out)
+{
+	size_t cap = ctx->users.n + ctx->cfg.n_users, n = 0;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	cap++;
+	const char **v = malloc((cap ? cap : 1) * sizeof(*v));
+	if (!v)
+		return -1;
+	for (size_t i = 0; i < ctx->users.n; i++)
+		v[n++] = ctx->users.users[i].name;
+	for (size_t i = 0; i < ctx->cfg.n_users; i++)
+		v[n++] = ctx->cfg.users[i].name;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	v[n++] = p->user_name;
+	qsort(v, n, sizeof(*v), cmp_names);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || strcmp(v[k - 1], v[i]) != 0)
+			v[k++] = v[i];
+	*out = v;
+	return (int)k;
+}
+
+static void show_users(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {{"name", ADMIN_TEXT}, {"pool_mode", ADMIN_TEXT}};
+	const char **names;
+	int n = collect_users(c->ctx, &names);
+	if (n < 0) {
+		admin_error(c, b, "53200", "out of memory");
+		return;
+	}
+	struct admin_rs r;
+	rs_begin(&r, b, cols, 2);
+	for (int i = 0; i < n; i++) {
+		const struct config_user *u = config_find_user(&c->ctx->cfg, names[i]);
+		rs_row(&r, 2);
+		rs_text(&r, names[i]);
+		rs_text(&r, u && u->pool_mode != POOL_MODE_UNSET
+		                    ? config_pool_mode_name(u->pool_mode)
+		                    : NULL);
+		rs_row_end(&r);
+	}
+	free(names);
+	put_command_complete(b, "SHOW");
+}
+
+static void config_row(const struct config_setting_view *v, void *arg)
+{
+	struct admin_rs *r = arg;
+	rs_row(r, 4);
+	rs_text(r, v->key);
+	rs_text(r, v->value);
+	rs_text(r, v->def);
+	rs_text(r, v->changeable ? "yes" : "no");
+	rs_row_end(r);
+}
+
+static void show_config(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {
+	        {"key", ADMIN_TEXT},
+	        {"value", ADMIN_TEXT},
+	        {"default", ADMIN_TEXT},
+	        {"changeable", ADMIN_TEXT},
+	};
+	struct admin_rs r;
+	rs_begin(&r, b, cols, 4);
+	config_each_setting_view(&c->ctx->cfg, config_row, &r);
+	put_command_complete(b, "SHOW");
+}
+
+static int count_servers(const struct pt_ctx *ctx)
+{
+	int n = 0;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	n += pool_server_count(p);
+	return n;
+}
+
+static void list_row(struct admin_rs *r, const char *name, int64_t items)
+{
+	rs_row(r, 2);
+	rs_text(r, name);
+	rs_int(r, items);
+	rs_row_end(r);
+}
+
+static void show_lists(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {{"list", ADMIN_TEXT}, {"items", ADMIN_INT4}};
+	const struct pt_ctx *ctx = c->ctx;
+	int dbs = 0, pools = 0, clients = 0, logins = 0;
+	each_database(ctx, count_database, &dbs);
+	const char **names;
+	int users = collect_users(ctx, &names);
+	if (users < 0) {
+		admin_error(c, b, "53200", "out of memory");
+		return;
+	}
+	free(names);
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	pools++;
+	const struct client *cl;
+	TAILQ_FOREACH(cl, &ctx->clients, all_link)
+	clients++;
+	TAILQ_FOREACH(cl, &ctx->login_clients, link)
+	logins++;
+	struct admin_rs r;
+	rs_begin(&r, b, cols, 2);
+	list_row(&r, "databases", dbs);
+	list_row(&r, "users", users);
+	list_row(&r, "pools", pools);
+	list_row(&r, "free_clients", 0); /* pgtide frees a connection's memory when it closes */
+	list_row(&r, "used_clients", clients);
+	list_row(&r, "login_clients", logins);
+	list_row(&r, "free_servers", 0);
+	list_row(&r, "used_servers", count_servers(ctx));
+	list_row(&r, "dns_names", 0); /* libpq resolves names itself; pgtide keeps no cache */
+	list_row(&r, "dns_zones", 0);
+	list_row(&r, "dns_queries", 0);
+	list_row(&r, "dns_pending", 0);
+	put_command_complete(b, "SHOW");
+}
+
+static void mem_row(struct admin_rs *r, const char *name, size_t size, size_t used, size_t nfree,
+                    size_t total)
+{
+	/* PgBouncer's columns are int4: a figure beyond it shows as its largest value. */
+	const size_t max = 0x7fffffff;
+	rs_row(r, 5);
+	rs_text(r, name);
+	rs_int(r, (int64_t)(size < max ? size : max));
+	rs_int(r, (int64_t)(used < max ? used : max));
+	rs_int(r, (int64_t)(nfree < max ? nfree : max));
+	rs_int(r, (int64_t)(total < max ? total : max));
+	rs_row_end(r);
+}
+
+static size_t params_bytes(const struct params *p)
+{
+	size_t n = p->cap * sizeof(*p->v);
+	for (size_t i = 0; i < p->n; i++)
+		n += strlen(p->v[i].name) + strlen(p->v[i].value) + 2;
+	return n;
+}
+
+/*
+ * pgtide's own allocations by kind: objects in use, their fixed size, and memtotal with what
+ * each owns (parameter tables, statement texts). Only the I/O buffers are pooled: their free
+ * ones wait for reuse.
+ */
+static void show_mem(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {
+	        {"name", ADMIN_TEXT}, {"size", ADMIN_INT4},     {"used", ADMIN_INT4},
+	        {"free", ADMIN_INT4}, {"memtotal", ADMIN_INT4},
+	};
+	const struct pt_ctx *ctx = c->ctx;
+	size_t clients = 0, pools = 0, servers = (size_t)count_servers(ctx);
+	const struct client *cl;
+	TAILQ_FOREACH(cl, &ctx->clients, all_link)
+	clients++;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	pools++;
+	size_t pset_total = 0;
+	for (size_t i = 0; i < ctx->psets.n_buckets; i++)
+		for (const struct pset *s = ctx->psets.buckets[i]; s; s = s->next)
+			pset_total += sizeof(*s) + params_bytes(&s->p) + s->status.cap;
+	size_t prep_total = 0;
+	for (uint32_t i = 0; i < ctx->prep.n_buckets; i++)
+		for (const struct prep_stmt *s = ctx->prep.buckets[i]; s; s = s->next)
+			prep_total += sizeof(*s) + s->query_len + 1 + 4u * s->n_types;
+	size_t buf_size = sizeof(struct iobuf) + IO_BUF_SIZE;
+	struct admin_rs r;
+	rs_begin(&r, b, cols, 5);
+	mem_row(&r, "client_cache", sizeof(struct client), clients, 0,
+	        clients * sizeof(struct client));
+	mem_row(&r, "server_cache", sizeof(struct server), servers, 0,
+	        servers * sizeof(struct server));
+	mem_row(&r, "pool_cache", sizeof(struct pool), pools, 0, pools * sizeof(struct pool));
+	mem_row(&r, "pset_cache", sizeof(struct pset), ctx->psets.n, 0, pset_total);
+	mem_row(&r, "prepared_statement_cache", sizeof(struct prep_stmt), ctx->prep.n, 0,
+	        prep_total);
+	mem_row(&r, "iobuf_cache", buf_size, ctx->bufs.n_total - ctx->bufs.n_free, ctx->bufs.n_free,
+	        ctx->bufs.n_total * buf_size);
+	put_command_complete(b, "SHOW");
+}
+
+static void show_state(struct client *c, struct pbuf *b)
+{
+	static const struct admin_col cols[] = {{"key", ADMIN_TEXT}, {"value", ADMIN_TEXT}};
+	static const char *const keys[] = {"active", "paused", "suspended"};
+	static const enum pt_pause modes[] = {PT_ACTIVE, PT_PAUSED, PT_SUSPENDED};
+	struct admin_rs r;
+	rs_begin(&r, b, cols, 2);
+	for (size_t i = 0; i < 3; i++) {
+		rs_row(&r, 2);
+		rs_text(&r, keys[i]);
+		rs_text(&r, c->ctx->pause_mode == modes[i] ? "yes" : "no");
+		rs_row_end(&r);
+	}
+	put_command_complete(b, "SHOW");
+}
+
+/*
+ * Client settings some drivers SHOW or SET on any connection: answered as PgBouncer does (SET
+ * is ignored with a NOTICE), with the values the console reported at login.
+ */
+static const char *const fake_params[][2] = {
+        {"client_encoding", "UTF8"},
+        {"datestyle", "ISO, MDY"},
+        {"timezone", "UTC"},
+        {"standard_conforming_strings", "on"},
+        {"default_transaction_isolation", "read committed"},
+        {"extra_float_digits", "1"},
+        {"application_name", NULL},
+};
+
+static int fake_param(const char *name)
+{
+	for (size_t i = 0; i < sizeof(fake_params) / sizeof(fake_params[0]); i++)
+		if (strcasecmp(name, fake_params[i][0]) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void show_fake_param(struct client *c, struct pbuf *b, int i)
+{
+	struct admin_col col = {fake_params[i][0], ADMIN_TEXT};
+	const char *v = fake_params[i][1];
+	if (!v) {
+		v = params_get(&c->startup, "application_name");
+		if (!v)
+			v = "";
+	}
+	struct admin_rs r;
+	rs_begin(&r, b, &col, 1);
+	rs_row(&r, 1);
+	rs_text(&r, v);
+	rs_row_end(&r);
+	put_command_complete(b, "SHOW");
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct client *c, struct pbuf *b);
 } admin_shows[] = {
-        {"help", show_help},       {"version", show_version},
-        {"errors", show_errors},   {"transactions", show_transactions},
-        {"clients", show_clients}, {"pools", show_pools},
+        {"help", show_help},
+        {"version", show_version},
+        {"config", show_config},
+        {"databases", show_databases},
+        {"pools", show_pools},
+        {"clients", show_clients},
+        {"servers", show_servers},
+        {"users", show_users},
+        {"lists", show_lists},
+        {"mem", show_mem},
+        {"state", show_state},
+        /* SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS: from stats.c (its own issue) */
+        {"errors", show_errors},
+        {"transactions", show_transactions},
 };
 
-/* ---- commands ---- */
+/* ---- commands that answer later ---- */
 
-/* Runs one statement of a console query; false if it failed (the rest is skipped). */
-static bool run_command(struct client *c, struct pbuf *b, const char *sql, size_t len)
+/* What a waiting console command waits for (see admin_tick). */
+enum admin_wait_kind {
+	WAIT_PAUSE,   /* PAUSE: the paused pools hold no server */
+	WAIT_SUSPEND, /* SUSPEND: every out-queue is flushed */
+	WAIT_CLOSE,   /* WAIT_CLOSE: no server is marked close_needed */
+};
+
+static const char *const wait_tags[] = {
+        [WAIT_PAUSE] = "PAUSE",
+        [WAIT_SUSPEND] = "SUSPEND",
+        [WAIT_CLOSE] = "WAIT_CLOSE",
+};
+
+/*
+ * A console command that answers later. The console client stays IDLE with its later messages
+ * held in its input buffer; admin_tick re-checks on the janitor tick and whenever the reaper
+ * runs (servers closed or released), so no wait blocks the loop.
+ */
+struct admin_wait {
+	enum admin_wait_kind kind;
+	char *db;   /* the database it concerns; NULL: all */
+	char *rest; /* statements after it in the same Query, run once it answers */
+	size_t rest_len;
+};
+
+/* What running one console statement did. */
+enum admin_result {
+	ADMIN_DONE = 0, /* answered (rows or a command tag appended) */
+	ADMIN_FAILED,   /* an ErrorResponse was appended: the rest of the Query is skipped */
+	ADMIN_WAITING,  /* answers later (c->admin_wait is set) */
+	ADMIN_GONE,     /* the console client itself was closed (SHUTDOWN, KILL_CLIENT) */
+};
+
+static enum admin_result run_statements(struct client *c, struct pbuf *b, const char *sql,
+                                        size_t len, size_t *n_run);
+
+static enum admin_result start_wait(struct client *c, struct pbuf *b, enum admin_wait_kind kind,
+                                    const char *db)
 {
-	const char *p = sql, *end = sql + len;
-	char word[SQLSCAN_NAME_MAX + 1];
-	if (sqlscan_word(&p, end, "show")) {
-		if (!sqlscan_ident(&p, end, word)) {
-			admin_error(c, b, "42601", "SHOW needs a subject, use SHOW HELP;");
-			return false;
+	struct admin_wait *w = calloc(1, sizeof(*w));
+	if (!w || (db && !(w->db = strdup(db)))) {
+		free(w);
+		admin_error(c, b, "53200", "out of memory");
+		return ADMIN_FAILED;
+	}
+	w->kind = kind;
+	c->admin_wait = w;
+	return ADMIN_WAITING;
+}
+
+static void free_wait(struct admin_wait *w)
+{
+	if (!w)
+		return;
+	free(w->db);
+	free(w->rest);
+	free(w);
+}
+
+void admin_client_free(struct client *c)
+{
+	free_wait(c->admin_wait);
+	c->admin_wait = NULL;
+}
+
+/* True if the pools of db (all if NULL) hold no server in any state. */
+static bool pools_empty(const struct pt_ctx *ctx, const char *db)
+{
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if ((!db || strcmp(p->db_name, db) == 0) && pool_server_count(p) > 0)
+		return false;
+	return true;
+}
+
+/* True if no server of db (all if NULL) is marked to close when released. */
+static bool close_done(const struct pt_ctx *ctx, const char *db)
+{
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		if (db && strcmp(p->db_name, db) != 0)
+			continue;
+		const struct server_list *lists[] = {&p->connecting, &p->idle, &p->active,
+		                                     &p->used};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			const struct server *s;
+			TAILQ_FOREACH(s, lists[i], link)
+			if (s->close_when_idle)
+				return false;
 		}
-		if (sqlscan_skip_space(p, end) != end) {
-			admin_error(c, b, "42601", "unexpected text after SHOW %s", word);
-			return false;
+	}
+	return true;
+}
+
+/* True if nothing is queued for any client or server socket (SUSPEND). */
+static bool all_flushed(const struct pt_ctx *ctx)
+{
+	const struct client *c;
+	TAILQ_FOREACH(c, &ctx->clients, all_link)
+	if (!c->admin && io_outq_len(&c->io) > 0 && !c->io.failed)
+		return false;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		const struct server_list *lists[] = {&p->idle, &p->active, &p->used};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			const struct server *s;
+			TAILQ_FOREACH(s, lists[i], link)
+			if (s->io_ready && io_outq_len(&s->io) > 0 && !s->io.failed)
+				return false;
 		}
-		for (size_t i = 0; i < sizeof(admin_shows) / sizeof(admin_shows[0]); i++) {
-			if (strcmp(word, admin_shows[i].name) == 0) {
-				admin_shows[i].fn(c, b);
-				return true;
-			}
+	}
+	return true;
+}
+
+/*
+ * Whether w is over: 1 done, -1 called off (RESUME came first; *why says so), 0 not yet.
+ */
+static int wait_over(const struct pt_ctx *ctx, const struct admin_wait *w, const char **why)
+{
+	switch (w->kind) {
+	case WAIT_PAUSE:
+		if (w->db ? !pool_db_paused(ctx, w->db) : ctx->pause_mode != PT_PAUSED) {
+			*why = "PAUSE was called off by RESUME";
+			return -1;
 		}
-		admin_error(c, b, "42601", "unknown SHOW subject '%s', use SHOW HELP;", word);
+		return pools_empty(ctx, w->db) ? 1 : 0;
+	case WAIT_SUSPEND:
+		if (ctx->pause_mode != PT_SUSPENDED) {
+			*why = "SUSPEND was called off by RESUME";
+			return -1;
+		}
+		return all_flushed(ctx) ? 1 : 0;
+	case WAIT_CLOSE:
+		return close_done(ctx, w->db) ? 1 : 0;
+	}
+	return 1;
+}
+
+/*
+ * Answers c's waiting command: its tag (or the error sqlstate/msg), then the statements that
+ * followed it in the Query, then ReadyForQuery; then the messages held meanwhile.
+ */
+static void finish_wait(struct client *c, const char *sqlstate, const char *msg)
+{
+	struct admin_wait *w = c->admin_wait;
+	c->admin_wait = NULL;
+	struct pbuf b = {0};
+	enum admin_result r = ADMIN_DONE;
+	if (sqlstate) {
+		admin_error(c, &b, sqlstate, "%s", msg);
+	} else {
+		put_command_complete(&b, wait_tags[w->kind]);
+		if (w->rest)
+			r = run_statements(c, &b, w->rest, w->rest_len, NULL);
+	}
+	free_wait(w);
+	if (r == ADMIN_GONE) {
+		pbuf_free(&b);
+		return;
+	}
+	if (r != ADMIN_WAITING)
+		proto_build_ready(&b, 'I');
+	if (!b.oom)
+		io_write(&c->io, b.data, b.len);
+	pbuf_free(&b);
+	if (!c->admin_wait && c->state != CLIENT_CLOSED && io_in_len(&c->io) > 0)
+		io_pump(&c->io);
+}
+
+void admin_tick(struct pt_ctx *ctx)
+{
+	struct client *c;
+again:
+	TAILQ_FOREACH(c, &ctx->admin_clients, link)
+	{
+		if (!c->admin_wait)
+			continue;
+		const char *why = NULL;
+		int over = wait_over(ctx, c->admin_wait, &why);
+		if (over == 0)
+			continue;
+		/* Answering runs what followed, which may change the list: start over. */
+		finish_wait(c, over < 0 ? "57014" : NULL, why);
+		goto again;
+	}
+}
+
+static void resume_io(struct pt_ctx *ctx);
+
+void admin_cancel(struct client *c)
+{
+	struct admin_wait *w = c->admin_wait;
+	struct pt_ctx *ctx = c->ctx;
+	if (!w)
+		return;
+	char pfx[256];
+	log_info("%s cancel request: %s called off", client_prefix(c, pfx, sizeof(pfx)),
+	         wait_tags[w->kind]);
+	/* A cancelled command leaves nothing behind, as a cancelled statement would. */
+	if (w->kind == WAIT_PAUSE && w->db) {
+		pool_db_set_paused(ctx, w->db, false);
+		pool_apply_pause(ctx);
+	} else if (w->kind == WAIT_PAUSE && ctx->pause_mode == PT_PAUSED) {
+		ctx->pause_mode = PT_ACTIVE;
+		pool_apply_pause(ctx);
+	} else if (w->kind == WAIT_SUSPEND && ctx->pause_mode == PT_SUSPENDED) {
+		ctx->pause_mode = PT_ACTIVE;
+		resume_io(ctx);
+	}
+	finish_wait(c, "57014", "canceling statement due to user request");
+	pt_schedule_reaper(ctx); /* other waits may be over now */
+}
+
+/* ---- control commands ---- */
+
+/* How a command takes its argument. */
+enum admin_arg {
+	ARG_NONE = 0, /* nothing may follow */
+	ARG_OPT_DB,   /* [db] */
+	ARG_DB,       /* db */
+	ARG_ID,       /* a client id */
+};
+
+/* The longest argument accepted (database names are at most 63 bytes in PostgreSQL). */
+#define ADMIN_ARG_MAX 256
+
+static void log_command(struct client *c, const char *cmd, const char *arg)
+{
+	char pfx[256];
+	log_info("%s admin command: %s%s%s%s", client_prefix(c, pfx, sizeof(pfx)), cmd,
+	         arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+}
+
+/* Checks a database argument: it must be a [databases] entry (or reach one through "*"). */
+static bool check_db(struct client *c, struct pbuf *b, const char *db, const char *what)
+{
+	if (admin_is_console_db(db)) {
+		admin_error(c, b, "0A000", "cannot %s admin db: %s", what, db);
 		return false;
 	}
-	const char *q = sqlscan_skip_space(sql, end);
-	int n = 0;
-	while (q + n < end && n < 40 && q[n] != ' ' && q[n] != '\n' && q[n] != '\t')
-		n++;
-	admin_error(c, b, "42601", "invalid command '%.*s', use SHOW HELP;", n, q);
+	if (!config_find_db(&c->ctx->cfg, db)) {
+		admin_error(c, b, "3D000", "no such database: %s", db);
+		return false;
+	}
+	return true;
+}
+
+static bool check_not_paused(struct client *c, struct pbuf *b)
+{
+	if (c->ctx->pause_mode == PT_ACTIVE)
+		return true;
+	admin_error(c, b, "55000", "already suspended/paused");
 	return false;
 }
+
+static enum admin_result cmd_pause(struct client *c, struct pbuf *b, const char *db)
+{
+	struct pt_ctx *ctx = c->ctx;
+	if (!check_not_paused(c, b) || (db && !check_db(c, b, db, "pause")))
+		return ADMIN_FAILED;
+	log_command(c, "PAUSE", db);
+	if (db) {
+		if (!pool_db_set_paused(ctx, db, true)) {
+			admin_error(c, b, "53200", "out of memory");
+			return ADMIN_FAILED;
+		}
+	} else {
+		ctx->pause_mode = PT_PAUSED;
+	}
+	pool_apply_pause(ctx);
+	if (pools_empty(ctx, db)) {
+		put_command_complete(b, "PAUSE");
+		return ADMIN_DONE;
+	}
+	return start_wait(c, b, WAIT_PAUSE, db);
+}
+
+/* Appends io to *v if SUSPEND stopped it. */
+static void push_suspended(struct io *io, struct io ***v, size_t *n, size_t *cap)
+{
+	if (io->closed || io->want_read)
+		return;
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 64;
+		struct io **nv = realloc(*v, nc * sizeof(*nv));
+		if (!nv) {
+			io_resume(io); /* no memory to defer: at once */
+			return;
+		}
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = io;
+}
+
+/*
+ * Every suspended socket reads again; what arrived meanwhile is handled now. Collected first:
+ * handling one connection's input may close others (the lists change), never free them (the
+ * reaper does, after this callback).
+ */
+static void resume_io(struct pt_ctx *ctx)
+{
+	struct io **v = NULL;
+	size_t n = 0, cap = 0;
+	struct client *c;
+	TAILQ_FOREACH(c, &ctx->clients, all_link)
+	if (!c->admin && c->state >= CLIENT_LOGIN_WAIT && c->state <= CLIENT_ACTIVE)
+		push_suspended(&c->io, &v, &n, &cap);
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		struct server_list *lists[] = {&p->idle, &p->active, &p->used};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			struct server *s;
+			TAILQ_FOREACH(s, lists[i], link)
+			if (s->io_ready)
+				push_suspended(&s->io, &v, &n, &cap);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		io_resume(v[i]);
+	free(v);
+}
+
+static enum admin_result cmd_resume(struct client *c, struct pbuf *b, const char *db)
+{
+	struct pt_ctx *ctx = c->ctx;
+	if (db) {
+		if (!config_find_db(&ctx->cfg, db) && !pool_db_paused(ctx, db)) {
+			admin_error(c, b, "3D000", "no such database: %s", db);
+			return ADMIN_FAILED;
+		}
+		if (!pool_db_paused(ctx, db)) {
+			admin_error(c, b, "55000", "database %s is not paused", db);
+			return ADMIN_FAILED;
+		}
+		log_command(c, "RESUME", db);
+		pool_db_set_paused(ctx, db, false);
+	} else {
+		if (ctx->phase != PT_RUNNING) {
+			admin_error(c, b, "55000", "pooler is shutting down");
+			return ADMIN_FAILED;
+		}
+		if (ctx->pause_mode == PT_ACTIVE) {
+			admin_error(c, b, "55000", "pooler is not paused/suspended");
+			return ADMIN_FAILED;
+		}
+		log_command(c, "RESUME", NULL);
+		enum pt_pause was = ctx->pause_mode;
+		ctx->pause_mode = PT_ACTIVE;
+		if (was == PT_SUSPENDED)
+			resume_io(ctx);
+	}
+	pool_apply_pause(ctx);
+	pt_schedule_reaper(ctx); /* a PAUSE or SUSPEND still waiting is called off */
+	put_command_complete(b, "RESUME");
+	return ADMIN_DONE;
+}
+
+static enum admin_result cmd_suspend(struct client *c, struct pbuf *b, const char *arg)
+{
+	struct pt_ctx *ctx = c->ctx;
+	(void)arg;
+	if (!check_not_paused(c, b))
+		return ADMIN_FAILED;
+	for (size_t i = 0; i < ctx->n_db_switches; i++) {
+		if (ctx->db_switches[i].paused) {
+			admin_error(c, b, "55000", "cannot suspend with paused databases");
+			return ADMIN_FAILED;
+		}
+	}
+	log_command(c, "SUSPEND", NULL);
+	ctx->pause_mode = PT_SUSPENDED;
+	/* Stop reading now; a client still logging in stops at its first query. */
+	struct client *cl;
+	TAILQ_FOREACH(cl, &ctx->clients, all_link)
+	if (!cl->admin && cl->state >= CLIENT_LOGIN_WAIT && cl->state <= CLIENT_ACTIVE)
+		io_set_want_read(&cl->io, false);
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		struct server_list *lists[] = {&p->idle, &p->active, &p->used};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			struct server *s;
+			TAILQ_FOREACH(s, lists[i], link)
+			if (s->io_ready)
+				io_set_want_read(&s->io, false);
+		}
+	}
+	if (all_flushed(ctx)) {
+		put_command_complete(b, "SUSPEND");
+		return ADMIN_DONE;
+	}
+	return start_wait(c, b, WAIT_SUSPEND, NULL);
+}
+
+static enum admin_result cmd_disable(struct client *c, struct pbuf *b, const char *db)
+{
+	if (!check_db(c, b, db, "disable"))
+		return ADMIN_FAILED;
+	log_command(c, "DISABLE", db);
+	if (!pool_db_set_disabled(c->ctx, db, true)) {
+		admin_error(c, b, "53200", "out of memory");
+		return ADMIN_FAILED;
+	}
+	put_command_complete(b, "DISABLE");
+	return ADMIN_DONE;
+}
+
+static enum admin_result cmd_enable(struct client *c, struct pbuf *b, const char *db)
+{
+	if (!check_db(c, b, db, "enable"))
+		return ADMIN_FAILED;
+	log_command(c, "ENABLE", db);
+	pool_db_set_disabled(c->ctx, db, false);
+	put_command_complete(b, "ENABLE");
+	return ADMIN_DONE;
+}
+
+static enum admin_result cmd_reconnect(struct client *c, struct pbuf *b, const char *db)
+{
+	if (db && !check_db(c, b, db, "reconnect"))
+		return ADMIN_FAILED;
+	log_command(c, "RECONNECT", db);
+	struct pool *p;
+	TAILQ_FOREACH(p, &c->ctx->pools, link)
+	{
+		if (db && strcmp(p->db_name, db) != 0)
+			continue;
+		/* Each closes when released; the idle ones are released now. */
+		struct server_list *lists[] = {&p->connecting, &p->active, &p->used, &p->idle};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			struct server *s;
+			TAILQ_FOREACH(s, lists[i], link)
+			s->close_when_idle = true;
+		}
+		struct server *s;
+		while ((s = TAILQ_FIRST(&p->idle)) != NULL)
+			server_close(s, "RECONNECT");
+		pool_kick(p); /* waiting clients get new servers */
+	}
+	put_command_complete(b, "RECONNECT");
+	return ADMIN_DONE;
+}
+
+/* Closes every client and server of pool p (KILL). */
+static void kill_pool(struct pool *p)
+{
+	struct client_list *clients[] = {&p->active_clients, &p->waiting_clients, &p->idle_clients,
+	                                 &p->login_wait};
+	for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
+		struct client *c;
+		while ((c = TAILQ_FIRST(clients[i])) != NULL)
+			client_close(c, "57P01",
+			             "terminating connection due to administrator command");
+	}
+	struct server_list *servers[] = {&p->active, &p->used, &p->idle, &p->connecting};
+	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+		struct server *s;
+		while ((s = TAILQ_FIRST(servers[i])) != NULL)
+			server_close(s, "KILL");
+	}
+}
+
+static enum admin_result cmd_kill(struct client *c, struct pbuf *b, const char *db)
+{
+	struct pt_ctx *ctx = c->ctx;
+	if (!check_not_paused(c, b) || (db && !check_db(c, b, db, "kill")))
+		return ADMIN_FAILED;
+	log_command(c, "KILL", db);
+	/* As PgBouncer: the database stays paused (new work waits) until RESUME. */
+	struct pool *p;
+	bool ok = !db || pool_db_set_paused(ctx, db, true);
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if (!db)
+		ok = pool_db_set_paused(ctx, p->db_name, true) && ok;
+	if (!ok) {
+		admin_error(c, b, "53200", "out of memory");
+		return ADMIN_FAILED;
+	}
+	pool_apply_pause(ctx);
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if (!db || strcmp(p->db_name, db) == 0)
+		kill_pool(p);
+	put_command_complete(b, "KILL");
+	return ADMIN_DONE;
+}
+
+static enum admin_result cmd_kill_client(struct client *c, struct pbuf *b, const char *arg)
+{
+	char *end = NULL;
+	unsigned long long id = 0;
+	if (arg && arg[0] >= '0' && arg[0] <= '9')
+		id = strtoull(arg, &end,
+		              arg[0] == '0' && (arg[1] == 'x' || arg[1] == 'X') ? 16 : 10);
+	if (!end || *end || id == 0) {
+		admin_error(c, b, "22023", "invalid client pointer supplied");
+		return ADMIN_FAILED;
+	}
+	struct client *t;
+	TAILQ_FOREACH(t, &c->ctx->clients, all_link)
+	if (t->id == id && t->state != CLIENT_CLOSED)
+		break;
+	if (!t) {
+		admin_error(c, b, "42704", "client not found");
+		return ADMIN_FAILED;
+	}
+	log_command(c, "KILL_CLIENT", arg);
+	client_close(t, "57P01", "terminating connection due to administrator command");
+	if (t == c)
+		return ADMIN_GONE;
+	put_command_complete(b, "KILL_CLIENT");
+	return ADMIN_DONE;
+}
+
+static enum admin_result cmd_wait_close(struct client *c, struct pbuf *b, const char *db)
+{
+	if (db && !check_db(c, b, db, "wait in"))
+		return ADMIN_FAILED;
+	log_command(c, "WAIT_CLOSE", db);
+	if (close_done(c->ctx, db)) {
+		put_command_complete(b, "WAIT_CLOSE");
+		return ADMIN_DONE;
+	}
+	return start_wait(c, b, WAIT_CLOSE, db);
+}
+
+static enum admin_result cmd_reload(struct client *c, struct pbuf *b, const char *arg)
+{
+	(void)arg;
+	log_command(c, "RELOAD", NULL);
+	if (!pt_reload(c->ctx)) {
+		admin_error(c, b, "F0000", "RELOAD failed, see logs for additional details");
+		return ADMIN_FAILED;
+	}
+	put_command_complete(b, "RELOAD");
+	return ADMIN_DONE;
+}
+
+static enum admin_result cmd_shutdown(struct client *c, struct pbuf *b, const char *arg)
+{
+	(void)b;
+	(void)arg;
+	log_command(c, "SHUTDOWN", NULL);
+	pt_shutdown(c->ctx, "SHUTDOWN command");
+	return ADMIN_GONE; /* every client, this one too, got 57P01 */
+}
+
+static const struct admin_cmd {
+	const char *name;
+	enum admin_arg arg;
+	enum admin_result (*fn)(struct client *c, struct pbuf *b, const char *arg);
+} admin_cmds[] = {
+        {"pause", ARG_OPT_DB, cmd_pause},
+        {"resume", ARG_OPT_DB, cmd_resume},
+        {"suspend", ARG_NONE, cmd_suspend},
+        {"disable", ARG_DB, cmd_disable},
+        {"enable", ARG_DB, cmd_enable},
+        {"reconnect", ARG_OPT_DB, cmd_reconnect},
+        {"kill", ARG_OPT_DB, cmd_kill},
+        {"kill_client", ARG_ID, cmd_kill_client},
+        {"wait_close", ARG_OPT_DB, cmd_wait_close},
+        {"reload", ARG_NONE, cmd_reload},
+        {"shutdown", ARG_NONE, cmd_shutdown},
+};
+
+/* ---- SET ---- */
+
+/* Settings whose change the pools must see at once (their limits and mode). */
+static void apply_setting(struct pt_ctx *ctx, const char *name)
+{
+	static const char *const log_keys[] = {"logfile", "syslog", "syslog_ident", "verbose"};
+	for (size_t i = 0; i < sizeof(log_keys) / sizeof(log_keys[0]); i++) {
+		if (strcmp(name, log_keys[i]) == 0 &&
+		    !log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
+		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
+			log_error("could not reopen logfile %s", ctx->cfg.logfile);
+	}
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		pool_refresh(p);
+		pool_kick(p);
+	}
+}
+
+/*
+ * Reads a SET value: a 'string' ('' for a quote) or a bare word or number. Returns false if
+ * neither is there or it is longer than n - 1.
+ */
+static bool read_value(const char **pp, const char *end, char *out, size_t n)
+{
+	const char *p = sqlscan_skip_space(*pp, end);
+	size_t o = 0;
+	if (p < end && *p == '\'') {
+		for (p++;; p++) {
+			if (p >= end)
+				return false;
+			if (*p == '\'') {
+				if (p + 1 < end && p[1] == '\'')
+					p++;
+				else
+					break;
+			}
+			if (o + 1 >= n)
+				return false;
+			out[o++] = *p;
+		}
+		p++;
+	} else {
+		while (p < end && (isalnum((unsigned char)*p) || strchr("_.-+:/", *p))) {
+			if (o + 1 >= n)
+				return false;
+			out[o++] = *p++;
+		}
+		if (o == 0)
+			return false;
+	}
+	out[o] = '\0';
+	*pp = p;
+	return true;
+}
+
+static enum admin_result cmd_set(struct client *c, struct pbuf *b, const char *p, const char *end)
+{
+	char key[SQLSCAN_NAME_MAX + 1], value[1024];
+	if (!sqlscan_ident(&p, end, key)) {
+		admin_error(c, b, "42601", "SET needs a setting: SET key = value");
+		return ADMIN_FAILED;
+	}
+	p = sqlscan_skip_space(p, end);
+	if (p < end && *p == '=')
+		p++;
+	else if (!sqlscan_word(&p, end, "to")) {
+		admin_error(c, b, "42601", "SET needs = or TO: SET key = value");
+		return ADMIN_FAILED;
+	}
+	if (!read_value(&p, end, value, sizeof(value)) || sqlscan_skip_space(p, end) != end) {
+		admin_error(c, b, "42601",
+		            "SET needs one value, a word, a number or a 'quoted string': SET %s = "
+		            "value",
+		            key);
+		return ADMIN_FAILED;
+	}
+	if (fake_param(key) >= 0) {
+		proto_build_notice(b, "NOTICE", "00000", "SET ignored");
+		put_command_complete(b, "SET");
+		return ADMIN_DONE;
+	}
+	if (!c->admin_write) {
+		admin_error(c, b, "42501", "permission denied for SET: admin access needed");
+		return ADMIN_FAILED;
+	}
+	struct pt_ctx *ctx = c->ctx;
+	const char *name = NULL;
+	char why[512];
+	switch (config_set(&ctx->cfg, key, value, &name, why, sizeof(why))) {
+	case CONFIG_SET_OK:
+		break;
+	case CONFIG_SET_UNKNOWN:
+		admin_error(c, b, "42704", "unrecognized configuration parameter \"%s\"", key);
+		return ADMIN_FAILED;
+	case CONFIG_SET_UNSUPPORTED:
+		admin_error(c, b, "0A000",
+		            "configuration parameter \"%s\" is not implemented by pgtide", key);
+		return ADMIN_FAILED;
+	case CONFIG_SET_FIXED:
+		admin_error(c, b, "55P02",
+		            "parameter \"%s\" cannot be changed without restarting pgtide", name);
+		return ADMIN_FAILED;
+	case CONFIG_SET_INVALID:
+		admin_error(c, b, "22023", "invalid value for parameter \"%s\": %s", name, why);
+		return ADMIN_FAILED;
+	case CONFIG_SET_OOM:
+		admin_error(c, b, "53200", "out of memory");
+		return ADMIN_FAILED;
+	}
+	char pfx[256];
+	log_info("%s admin command: SET %s = '%s'", client_prefix(c, pfx, sizeof(pfx)), name,
+	         value);
+	apply_setting(ctx, name);
+	put_command_complete(b, "SET");
+	return ADMIN_DONE;
+}
+
+/* ---- parsing ---- */
+
+/*
+ * Reads a command argument: a "quoted" name ("" for a quote) or a bare word of letters, digits
+ * and _ . - (database names keep their case, as in PgBouncer). False if none is there.
+ */
+static bool read_arg(const char **pp, const char *end, char *out, size_t n)
+{
+	const char *p = sqlscan_skip_space(*pp, end);
+	size_t o = 0;
+	if (p < end && *p == '"') {
+		for (p++;; p++) {
+			if (p >= end)
+				return false;
+			if (*p == '"') {
+				if (p + 1 < end && p[1] == '"')
+					p++;
+				else
+					break;
+			}
+			if (o + 1 >= n)
+				return false;
+			out[o++] = *p;
+		}
+		p++;
+		if (o == 0)
+			return false;
+	} else {
+		while (p < end && (isalnum((unsigned char)*p) || strchr("_.-$", *p))) {
+			if (o + 1 >= n)
+				return false;
+			out[o++] = *p++;
+		}
+		if (o == 0)
+			return false;
+	}
+	out[o] = '\0';
+	*pp = p;
+	return true;
+}
+
+static void invalid_command(struct client *c, struct pbuf *b, const char *sql, size_t len)
+{
+	const char *end = sql + len;
+	const char *q = sqlscan_skip_space(sql, end);
+	size_t n = (size_t)(end - q);
+	while (n > 0 &&
+	       (q[n - 1] == ' ' || q[n - 1] == '\n' || q[n - 1] == '\t' || q[n - 1] == '\r'))
+		n--;
+	admin_error(c, b, "42601", "invalid command '%.*s', use SHOW HELP;", n > 80 ? 80 : (int)n,
+	            q);
+}
+
+static enum admin_result run_show(struct client *c, struct pbuf *b, const char *p, const char *end)
+{
+	char word[SQLSCAN_NAME_MAX + 1];
+	if (!sqlscan_ident(&p, end, word)) {
+		admin_error(c, b, "42601", "SHOW needs a subject, use SHOW HELP;");
+		return ADMIN_FAILED;
+	}
+	if (sqlscan_skip_space(p, end) != end) {
+		admin_error(c, b, "42601", "unexpected text after SHOW %s", word);
+		return ADMIN_FAILED;
+	}
+	for (size_t i = 0; i < sizeof(admin_shows) / sizeof(admin_shows[0]); i++) {
+		if (strcmp(word, admin_shows[i].name) == 0) {
+			admin_shows[i].fn(c, b);
+			return ADMIN_DONE;
+		}
+	}
+	int f = fake_param(word);
+	if (f >= 0) {
+		show_fake_param(c, b, f);
+		return ADMIN_DONE;
+	}
+	admin_error(c, b, "42601", "unknown SHOW subject '%s', use SHOW HELP;", word);
+	return ADMIN_FAILED;
+}
+
+/* Runs one statement of a console query. */
+static enum admin_result run_command(struct client *c, struct pbuf *b, const char *sql, size_t len)
+{
+	const char *p = sql, *end = sql + len;
+	if (sqlscan_word(&p, end, "show"))
+		return run_show(c, b, p, end);
+	if (sqlscan_word(&p, end, "set"))
+		return cmd_set(c, b, p, end);
+	char word[SQLSCAN_NAME_MAX + 1];
+	const struct admin_cmd *cmd = NULL;
+	if (sqlscan_ident(&p, end, word)) {
+		for (size_t i = 0; i < sizeof(admin_cmds) / sizeof(admin_cmds[0]); i++)
+			if (strcmp(word, admin_cmds[i].name) == 0)
+				cmd = &admin_cmds[i];
+	}
+	if (!cmd) {
+		invalid_command(c, b, sql, len);
+		return ADMIN_FAILED;
+	}
+	char arg[ADMIN_ARG_MAX];
+	bool has_arg = cmd->arg != ARG_NONE && read_arg(&p, end, arg, sizeof(arg));
+	if (sqlscan_skip_space(p, end) != end) {
+		invalid_command(c, b, sql, len);
+		return ADMIN_FAILED;
+	}
+	if (!c->admin_write) {
+		/* stats_users may only look. */
+		char upper[SQLSCAN_NAME_MAX + 1];
+		size_t i = 0;
+		for (; word[i]; i++)
+			upper[i] = (char)toupper((unsigned char)word[i]);
+		upper[i] = '\0';
+		admin_error(c, b, "42501", "permission denied for %s: admin access needed", upper);
+		return ADMIN_FAILED;
+	}
+	if (!has_arg && cmd->arg == ARG_DB) {
+		admin_error(c, b, "42601", "a database is required");
+		return ADMIN_FAILED;
+	}
+	return cmd->fn(c, b, has_arg ? arg : NULL);
+}
+
+/* ---- the simple query protocol ---- */
 
 struct admin_run {
 	struct client *c;
 	struct pbuf *b;
+	const char *end;
+	enum admin_result last;
+	size_t n;
 };
 
 static bool run_one(void *arg, const char *stmt, size_t len)
 {
 	struct admin_run *run = arg;
-	return run_command(run->c, run->b, stmt, len);
+	run->n++;
+	run->last = run_command(run->c, run->b, stmt, len);
+	if (run->last == ADMIN_WAITING) {
+		/* What follows runs once the command answers (finish_wait). */
+		const char *rest = stmt + len;
+		size_t n = (size_t)(run->end - rest);
+		struct admin_wait *w = run->c->admin_wait;
+		if (n > 0 && (w->rest = malloc(n)) != NULL) {
+			memcpy(w->rest, rest, n);
+			w->rest_len = n;
+		} else if (n > 0) {
+			log_error("out of memory: the statements after %s are dropped",
+			          wait_tags[w->kind]);
+		}
+	}
+	if (run->c->state == CLIENT_CLOSED)
+		run->last = ADMIN_GONE;
+	return run->last == ADMIN_DONE;
 }
 
-static void run_query(struct client *c, const char *sql, size_t len)
+/*
+ * Runs the statements of sql in order, appending their answers to b, until one fails, waits or
+ * closes the console client. *n_run (if not NULL) gets how many ran.
+ */
+static enum admin_result run_statements(struct client *c, struct pbuf *b, const char *sql,
+                                        size_t len, size_t *n_run)
+{
+	struct admin_run run = {c, b, sql + len, ADMIN_DONE, 0};
+	sqlscan_split(sql, len, run_one, &run);
+	if (n_run)
+		*n_run = run.n;
+	return run.last;
+}
+
+/* Answers one Query; false if the console client was closed by it. */
+static bool run_query(struct client *c, const char *sql, size_t len)
 {
 	struct pbuf b = {0};
-	struct admin_run run = {c, &b};
-	if (sqlscan_split(sql, len, run_one, &run) == 0) {
+	size_t n = 0;
+	enum admin_result r = run_statements(c, &b, sql, len, &n);
+	if (r == ADMIN_GONE) {
+		pbuf_free(&b);
+		return false;
+	}
+	if (n == 0) {
 		size_t off = proto_msg_begin(&b, 'I'); /* EmptyQueryResponse */
 		proto_msg_end(&b, off);
 	}
-	proto_build_ready(&b, 'I');
+	if (r != ADMIN_WAITING)
+		proto_build_ready(&b, 'I');
 	if (!b.oom)
 		io_write(&c->io, b.data, b.len);
 	pbuf_free(&b);
+	return true;
 }
 
 enum pump_action admin_on_message(struct client *c, char type, const uint8_t *msg, uint32_t len,
                                   bool whole)
 {
+	if (c->admin_wait)
+		return PUMP_HOLD; /* a command is still waiting: the rest comes after its answer */
 	c->last_active = pt_now();
 	switch (type) {
 	case 'Q': {
@@ -557,8 +1875,7 @@ enum pump_action admin_on_message(struct client *c, char type, const uint8_t *ms
 		if (n > 0 && sql[n - 1] == 0)
 			n--;
 		c->admin_skip = false;
-		run_query(c, sql, n);
-		return PUMP_DROP;
+		return run_query(c, sql, n) ? PUMP_DROP : PUMP_CLOSED;
 	}
 	case 'S':
 		if (whole) {

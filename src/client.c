@@ -302,6 +302,7 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 
 void client_free(struct client *c)
 {
+	admin_client_free(c);
 	txn_free(&c->txn);
 	prep_client_free(c);
 	params_free(&c->startup);
@@ -376,6 +377,8 @@ static void handle_cancel_request(struct client *c, uint32_t pid, uint32_t key)
 	struct client *target = cancel_lookup(c->ctx->cancels, pid, key);
 	if (!target) {
 		CLOG(LOG_LEVEL_LOG, c, "cancel request with an unknown key ignored");
+	} else if (target->admin) {
+		admin_cancel(target); /* a console command that waits (PAUSE, ...) */
 	} else if (target->server && target->server->rfq_pending > 0) {
 		CLOG(LOG_LEVEL_LOG, c, "cancel request for c%llu forwarded to its server",
 		     (unsigned long long)target->id);
@@ -472,6 +475,12 @@ static void finish_auth(struct client *c)
 			c->auth = NULL;
 		}
 		admin_login(c);
+		return;
+	}
+	if (pool_db_disabled(ctx, c->database)) {
+		/* DISABLE on the console; PostgreSQL's words for a database refusing logins. */
+		client_close(c, "55000", "database \"%s\" is not currently accepting connections",
+		             c->database);
 		return;
 	}
 	struct pool *p = pool_get(ctx, c->database, c->user, plain, &sqlstate, &msg);
@@ -683,6 +692,10 @@ static void client_on_readable(void *arg)
 		break; /* held until a server is ready */
 	case CLIENT_IDLE:
 	case CLIENT_ACTIVE:
+		if (c->ctx->pause_mode == PT_SUSPENDED && !c->admin) {
+			io_set_want_read(&c->io, false); /* SUSPEND: read again at RESUME */
+			break;
+		}
 		c->last_active = pt_now();
 		io_pump(&c->io);
 		break;

@@ -136,6 +136,17 @@ static const struct config_setting config_settings[] = {
 #define CONFIG_N_SETTINGS (sizeof(config_settings) / sizeof(config_settings[0]))
 
 /*
+ * Settings that take effect only at start (sockets, files held open, buffer sizes): SET on the
+ * admin console refuses them and SHOW CONFIG says changeable = no. The rest are read where they
+ * are used, as PgBouncer's reloadable settings are.
+ */
+static const char *const config_fixed_settings[] = {
+        "listen_addr",     "listen_port",      "listen_backlog",
+        "unix_socket_dir", "unix_socket_mode", "pidfile",
+        "pkt_buf",         "metrics_listen",   NULL,
+};
+
+/*
  * PgBouncer settings pgtide accepts but does not act on: a pgbouncer.ini that uses them must
  * still start, so they warn instead of failing.
  */
@@ -1647,42 +1658,92 @@ static void config_render_time(int64_t usec, char *buf, size_t len)
 		buf[--n] = '\0';
 }
 
+/* The value of setting s in cfg as text; buf (64 bytes) holds it when it is not a field's own. */
+static const char *config_render(const struct config *cfg, const struct config_setting *s,
+                                 char buf[64])
+{
+	const void *field = (const char *)cfg + s->offset;
+
+	switch (s->type) {
+	case CONFIG_T_STRING:
+	case CONFIG_T_BOOL_TEXT:
+		return *(char *const *)field ? *(char *const *)field : "";
+	case CONFIG_T_INT:
+		snprintf(buf, 64, "%d", *(const int *)field);
+		return buf;
+	case CONFIG_T_MODE:
+		snprintf(buf, 64, "%04o", (unsigned)*(const int *)field);
+		return buf;
+	case CONFIG_T_BOOL:
+		return *(const bool *)field ? "1" : "0";
+	case CONFIG_T_POOL_MODE:
+		return config_pool_mode_name(*(const enum pool_mode *)field);
+	case CONFIG_T_AUTH_TYPE:
+		return config_auth_type_name(*(const enum auth_type *)field);
+	case CONFIG_T_TIME:
+		config_render_time(*(const int64_t *)field, buf, 64);
+		return buf;
+	}
+	return "";
+}
+
 void config_each_setting(const struct config *cfg,
                          void (*fn)(const char *key, const char *value, void *arg), void *arg)
 {
 	char buf[64];
 
+	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++)
+		fn(config_settings[i].name, config_render(cfg, &config_settings[i], buf), arg);
+}
+
+bool config_setting_changeable(const char *key)
+{
+	return config_setting_find(key) && !config_in_list(config_fixed_settings, key, true);
+}
+
+void config_each_setting_view(const struct config *cfg,
+                              void (*fn)(const struct config_setting_view *v, void *arg), void *arg)
+{
+	char buf[64];
+
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
-		const void *field = (const char *)cfg + s->offset;
-		const char *value = buf;
-
-		switch (s->type) {
-		case CONFIG_T_STRING:
-		case CONFIG_T_BOOL_TEXT:
-			value = *(char *const *)field ? *(char *const *)field : "";
-			break;
-		case CONFIG_T_INT:
-			snprintf(buf, sizeof(buf), "%d", *(const int *)field);
-			break;
-		case CONFIG_T_MODE:
-			snprintf(buf, sizeof(buf), "%04o", (unsigned)*(const int *)field);
-			break;
-		case CONFIG_T_BOOL:
-			value = *(const bool *)field ? "1" : "0";
-			break;
-		case CONFIG_T_POOL_MODE:
-			value = config_pool_mode_name(*(const enum pool_mode *)field);
-			break;
-		case CONFIG_T_AUTH_TYPE:
-			value = config_auth_type_name(*(const enum auth_type *)field);
-			break;
-		case CONFIG_T_TIME:
-			config_render_time(*(const int64_t *)field, buf, sizeof(buf));
-			break;
-		}
-		fn(s->name, value, arg);
+		/* Defaults are written in the table as the renderer writes them (test_config). */
+		struct config_setting_view v = {
+		        .key = s->name,
+		        .value = config_render(cfg, s, buf),
+		        .def = s->def,
+		        .changeable = !config_in_list(config_fixed_settings, s->name, true),
+		};
+		fn(&v, arg);
 	}
+}
+
+enum config_set_result config_set(struct config *cfg, const char *key, const char *value,
+                                  const char **name, char *why, size_t why_len)
+{
+	const struct config_setting *s = config_setting_find(key);
+
+	if (why_len)
+		why[0] = '\0';
+	if (!s) {
+		if (config_in_list(config_unimplemented_keys, key, true) ||
+		    config_in_list(config_unimplemented_tls_keys, key, true))
+			return CONFIG_SET_UNSUPPORTED;
+		return CONFIG_SET_UNKNOWN;
+	}
+	*name = s->name;
+	if (config_in_list(config_fixed_settings, s->name, true))
+		return CONFIG_SET_FIXED;
+	switch (config_setting_parse(s, cfg, value, why, why_len)) {
+	case CONFIG_VALUE_OK:
+		return CONFIG_SET_OK;
+	case CONFIG_VALUE_INVALID:
+		return CONFIG_SET_INVALID;
+	case CONFIG_VALUE_OOM:
+		break;
+	}
+	return CONFIG_SET_OOM;
 }
 
 void config_free(struct config *cfg)

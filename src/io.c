@@ -132,6 +132,16 @@ void io_set_want_read(struct io *io, bool want)
 	update_read_interest(io);
 }
 
+void io_resume(struct io *io)
+{
+	if (io->closed || io->want_read)
+		return;
+	io_set_want_read(io, true);
+	/* Bytes read before the pause will not make the socket readable again. */
+	if (io_in_len(io) > 0)
+		io->ops->on_readable(io->owner);
+}
+
 /* ---- writing ---- */
 
 static void defer_failure(struct io *io, int err)

@@ -20,6 +20,7 @@ static struct {
 	bool use_syslog;
 	int verbose;
 	bool quiet;
+	char ident[64]; /* openlog() keeps the pointer: the caller's string may be freed (reload) */
 } log_state = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const level_names[] = {"DEBUG", "LOG", "WARNING", "ERROR", "FATAL"};
@@ -39,11 +40,16 @@ bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, in
 	if (log_state.file)
 		fclose(log_state.file);
 	log_state.file = f;
-	if (use_syslog && !log_state.use_syslog)
-		openlog(syslog_ident && syslog_ident[0] ? syslog_ident : "pgtide", LOG_PID,
-		        LOG_DAEMON);
-	else if (!use_syslog && log_state.use_syslog)
+	const char *ident = syslog_ident && syslog_ident[0] ? syslog_ident : "pgtide";
+	bool new_ident = strncmp(ident, log_state.ident, sizeof(log_state.ident) - 1) != 0;
+	if (use_syslog && (!log_state.use_syslog || new_ident)) {
+		if (log_state.use_syslog)
+			closelog();
+		snprintf(log_state.ident, sizeof(log_state.ident), "%s", ident);
+		openlog(log_state.ident, LOG_PID, LOG_DAEMON);
+	} else if (!use_syslog && log_state.use_syslog) {
 		closelog();
+	}
 	log_state.use_syslog = use_syslog;
 	log_state.verbose = verbose;
 	log_state.quiet = quiet;

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "pgtide/admin.h"
 #include "pgtide/cancel.h"
 #include "pgtide/client.h"
 #include "pgtide/listener.h"
@@ -289,14 +290,14 @@ static bool load_all(struct pt_ctx *ctx, struct config *cfg, struct auth_userlis
 	return ok;
 }
 
-static void reload(struct pt_ctx *ctx)
+bool pt_reload(struct pt_ctx *ctx)
 {
 	struct config nc;
 	struct auth_userlist nu = {0};
 	memset(&nc, 0, sizeof(nc));
 	if (!load_all(ctx, &nc, &nu)) {
 		log_error("reload failed; keeping the previous configuration");
-		return;
+		return false;
 	}
 	if ((nc.listen_port != ctx->cfg.listen_port) ||
 	    strcmp(nc.listen_addr ? nc.listen_addr : "",
@@ -313,8 +314,12 @@ static void reload(struct pt_ctx *ctx)
 		log_error("could not reopen logfile %s: %s", ctx->cfg.logfile, strerror(errno));
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
-	pool_refresh(p);
+	{
+		pool_refresh(p);
+		pool_kick(p); /* a larger pool serves its waiting clients now */
+	}
 	log_info("configuration reloaded");
+	return true;
 }
 
 /* ---- shutdown ---- */
@@ -345,6 +350,11 @@ static void shutdown_now(struct pt_ctx *ctx, const char *why)
 	event_base_loopexit(ctx->base, NULL);
 }
 
+void pt_shutdown(struct pt_ctx *ctx, const char *why)
+{
+	shutdown_now(ctx, why);
+}
+
 /* ---- loop callbacks ---- */
 
 static void reaper_cb(evutil_socket_t fd, short what, void *arg)
@@ -367,6 +377,8 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (ctx->phase == PT_SHUTDOWN_WAIT && ctx->n_clients == 0)
 		shutdown_now(ctx, "all clients have left");
+	else if (!TAILQ_EMPTY(&ctx->admin_clients))
+		admin_tick(ctx); /* servers closed or released: a PAUSE may be done */
 }
 
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
@@ -386,6 +398,8 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	pool_janitor(p, now);
+	if (!TAILQ_EMPTY(&ctx->admin_clients))
+		admin_tick(ctx); /* a SUSPEND's buffers may be flushed */
 	if (ctx->phase == PT_SHUTDOWN_WAIT) {
 		if (ctx->n_clients == 0)
 			shutdown_now(ctx, "all clients have left");
@@ -401,7 +415,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGHUP:
 		log_info("SIGHUP: reloading configuration");
-		reload(ctx);
+		pt_reload(ctx);
 		break;
 	case SIGTERM:
 		shutdown_now(ctx, "SIGTERM");
@@ -476,6 +490,7 @@ static void free_ctx(struct pt_ctx *ctx)
 		event_free(ctx->sig_term);
 	if (ctx->sig_int)
 		event_free(ctx->sig_int);
+	pool_db_switches_free(ctx);
 	cancel_table_free(ctx->cancels);
 	iobuf_pool_destroy(&ctx->bufs);
 	pset_table_free(&ctx->psets);

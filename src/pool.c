@@ -270,9 +270,10 @@ struct pool *pool_get(struct pt_ctx *ctx, const char *database, const char *user
 		*msg = strdup("out of memory");
 		return NULL;
 	}
+	p->paused = ctx->pause_mode == PT_PAUSED || pool_db_paused(ctx, database);
 	TAILQ_INSERT_TAIL(&ctx->pools, p, link);
-	PLOG(LOG_LEVEL_LOG, p, "new pool (%s mode, size %d)", config_pool_mode_name(p->pool_mode),
-	     p->pool_size);
+	PLOG(LOG_LEVEL_LOG, p, "new pool (%s mode, size %d%s)", config_pool_mode_name(p->pool_mode),
+	     p->pool_size, p->paused ? ", paused" : "");
 	return p;
 }
 
@@ -394,7 +395,7 @@ static bool in_retry_wait(struct pool *p)
 /* Opens servers for clients that need one, within the limits. */
 static void open_servers(struct pool *p)
 {
-	if (p->ctx->phase == PT_SHUTDOWN_NOW)
+	if (p->ctx->phase == PT_SHUTDOWN_NOW || p->paused)
 		return;
 	int demand = p->n_waiting_clients + (p->n_login_wait > 0 ? 1 : 0);
 	while (p->n_connecting < demand && !in_retry_wait(p)) {
@@ -423,7 +424,7 @@ bool pool_need_welcome(struct pool *p, struct client *c)
 	if (p->n_connecting == 0 && pool_server_count(p) > 0 && p->n_idle == 0) {
 		/* Every server is busy; one will become idle and bring no welcome: open one. */
 	}
-	if (p->n_connecting == 0) {
+	if (p->n_connecting == 0 && !p->paused) {
 		if (may_open_server(p))
 			server_connect(p);
 		else if (p->n_idle > 0) {
@@ -494,7 +495,7 @@ static void link_client(struct pool *p, struct client *c, struct server *s)
 bool pool_acquire(struct pool *p, struct client *c)
 {
 	struct server *s = TAILQ_FIRST(&p->idle);
-	if (s && TAILQ_EMPTY(&p->waiting_clients)) {
+	if (s && TAILQ_EMPTY(&p->waiting_clients) && !p->paused) {
 		link_client(p, c, s);
 		return true;
 	}
@@ -510,11 +511,36 @@ bool pool_acquire(struct pool *p, struct client *c)
 	return false;
 }
 
+/*
+ * Closes idle servers (those idle longest first) while the pool holds more than pool_size +
+ * reserve_pool, as after a reload or SET made it smaller.
+ */
+static void trim_idle(struct pool *p)
+{
+	struct server *s;
+	while (pool_server_count(p) > p->pool_size + p->reserve_pool &&
+	       (s = TAILQ_LAST(&p->idle, server_list)) != NULL)
+		server_close(s, "too many servers in the pool");
+}
+
+/* A paused pool keeps no idle server: PAUSE waits for the pool to hold none. */
+static void close_idle(struct pool *p, const char *why)
+{
+	struct server *s;
+	while ((s = TAILQ_FIRST(&p->idle)) != NULL)
+		server_close(s, why);
+}
+
 /* Hands idle servers to waiting clients in arrival order; opens more if needed. */
 static void pool_do_kick(struct pool *p)
 {
 	struct server *s;
 	struct client *c;
+	if (p->paused) {
+		close_idle(p, "pool paused");
+		return;
+	}
+	trim_idle(p);
 	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL &&
 	       (s = TAILQ_FIRST(&p->idle)) != NULL) {
 		link_client(p, c, s);
@@ -543,7 +569,7 @@ void pool_kick(struct pool *p)
 	 * client waiting here (and no limit shared with other pools) there is nothing to do.
 	 */
 	if (p->n_waiting_clients == 0 && p->n_login_wait == 0 && p->max_db_connections <= 0 &&
-	    p->max_user_connections <= 0)
+	    p->max_user_connections <= 0 && !p->paused)
 		return;
 	for (size_t i = 0; i < ctx->n_kick_pools; i++)
 		if (ctx->kick_pools[i] == p)
@@ -580,7 +606,9 @@ void pool_janitor(struct pool *p, int64_t now)
 	struct server *s, *next;
 	for (s = TAILQ_FIRST(&p->idle); s; s = next) {
 		next = TAILQ_NEXT(s, link);
-		if (s->close_when_idle) {
+		if (p->paused) {
+			server_close(s, "pool paused");
+		} else if (s->close_when_idle) {
 			server_close(s, "marked for closing");
 		} else if (cfg->server_lifetime > 0 && now - s->created_at > cfg->server_lifetime) {
 			server_close(s, "server_lifetime reached");
@@ -590,9 +618,11 @@ void pool_janitor(struct pool *p, int64_t now)
 			server_close(s, "server_idle_timeout reached");
 		}
 	}
+	trim_idle(p);
 	/* Keep min_pool_size servers warm (only once the pool has been used). */
-	while (p->ctx->phase == PT_RUNNING && pool_server_count(p) < p->min_pool_size &&
-	       may_open_server(p) && !in_retry_wait(p) && p->have_welcome) {
+	while (p->ctx->phase == PT_RUNNING && !p->paused &&
+	       pool_server_count(p) < p->min_pool_size && may_open_server(p) && !in_retry_wait(p) &&
+	       p->have_welcome) {
 		if (!server_connect(p))
 			break;
 	}
@@ -624,5 +654,88 @@ void pool_janitor(struct pool *p, int64_t now)
 				client_close(c, "57P05",
 				             "terminating connection due to idle-session timeout");
 		}
+	}
+}
+
+/* ---- switches of the admin console ---- */
+
+static struct db_switch *find_switch(const struct pt_ctx *ctx, const char *db)
+{
+	for (size_t i = 0; i < ctx->n_db_switches; i++)
+		if (strcmp(ctx->db_switches[i].name, db) == 0)
+			return &ctx->db_switches[i];
+	return NULL;
+}
+
+static struct db_switch *get_switch(struct pt_ctx *ctx, const char *db)
+{
+	struct db_switch *w = find_switch(ctx, db);
+	if (w)
+		return w;
+	struct db_switch *v =
+	        realloc(ctx->db_switches, (ctx->n_db_switches + 1) * sizeof(*ctx->db_switches));
+	if (!v)
+		return NULL;
+	ctx->db_switches = v;
+	w = &v[ctx->n_db_switches];
+	memset(w, 0, sizeof(*w));
+	w->name = strdup(db);
+	if (!w->name)
+		return NULL;
+	ctx->n_db_switches++;
+	return w;
+}
+
+bool pool_db_paused(const struct pt_ctx *ctx, const char *db)
+{
+	const struct db_switch *w = find_switch(ctx, db);
+	return w && w->paused;
+}
+
+bool pool_db_disabled(const struct pt_ctx *ctx, const char *db)
+{
+	const struct db_switch *w = find_switch(ctx, db);
+	return w && w->disabled;
+}
+
+bool pool_db_set_paused(struct pt_ctx *ctx, const char *db, bool on)
+{
+	struct db_switch *w = on ? get_switch(ctx, db) : find_switch(ctx, db);
+	if (w)
+		w->paused = on;
+	return w || !on;
+}
+
+bool pool_db_set_disabled(struct pt_ctx *ctx, const char *db, bool on)
+{
+	struct db_switch *w = on ? get_switch(ctx, db) : find_switch(ctx, db);
+	if (w)
+		w->disabled = on;
+	return w || !on;
+}
+
+void pool_db_switches_free(struct pt_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->n_db_switches; i++)
+		free(ctx->db_switches[i].name);
+	free(ctx->db_switches);
+	ctx->db_switches = NULL;
+	ctx->n_db_switches = 0;
+}
+
+void pool_apply_pause(struct pt_ctx *ctx)
+{
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		bool paused = ctx->pause_mode == PT_PAUSED || pool_db_paused(ctx, p->db_name);
+		if (paused == p->paused)
+			continue;
+		p->paused = paused;
+		PLOG(LOG_LEVEL_LOG, p, "%s", paused ? "paused" : "resumed");
+		if (paused)
+			close_idle(p, "pool paused");
+		else
+			pool_kick(p);
 	}
 }

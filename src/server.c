@@ -10,6 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <event2/event.h>
 #include <libpq-fe.h>
 
@@ -536,6 +540,41 @@ void server_release(struct server *s, bool client_gone)
 		return;
 	}
 	start_reset(s);
+}
+
+/* An address as text and port; Unix sockets are "unix" (the port is libpq's). */
+static void sock_text(const struct sockaddr_storage *ss, char *host, size_t n, int *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)n);
+		*port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)n);
+		*port = ntohs(in6->sin6_port);
+	} else {
+		snprintf(host, n, "unix");
+	}
+}
+
+void server_addrs(const struct server *s, char *addr, size_t n, int *port, char *laddr, size_t ln,
+                  int *lport)
+{
+	PGconn *pg = s->pg;
+	int fd = pg ? PQsocket(pg) : -1;
+	const char *pp = pg ? PQport(pg) : NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	*port = pp && pp[0] ? atoi(pp) : 0;
+	*lport = 0;
+	snprintf(addr, n, "%s", pg && PQhost(pg) ? PQhost(pg) : "");
+	snprintf(laddr, ln, "%s", "");
+	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		sock_text(&ss, addr, n, port);
+	sl = sizeof(ss);
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		sock_text(&ss, laddr, ln, lport);
 }
 
 bool server_cancel_query(struct server *s)
@@ -1219,6 +1258,10 @@ static void after_pump(struct server *s)
 static void server_on_readable(void *arg)
 {
 	struct server *s = arg;
+	if (s->ctx->pause_mode == PT_SUSPENDED) {
+		io_set_want_read(&s->io, false); /* SUSPEND: read again at RESUME */
+		return;
+	}
 	if (!io_pump(&s->io))
 		return;
 	if (s->state != SERVER_CLOSED)

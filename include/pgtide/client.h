@@ -18,6 +18,7 @@ struct pt_ctx;
 struct pool;
 struct server;
 struct auth_exchange;
+struct admin_wait;
 
 /* Where a client lives, by state (client_set_state moves it between lists). */
 enum client_state {
@@ -55,6 +56,7 @@ struct client {
 	bool admin;       /* connected to the admin console (admin.c); on ctx->admin_clients */
 	bool admin_write; /* ... as one of admin_users (stats_users may only SHOW) */
 	bool admin_skip;  /* ... an extended-protocol message was refused: skip until Sync */
+	struct admin_wait *admin_wait; /* ... a command that answers later (PAUSE, ...), or NULL */
 
 	uint32_t cancel_pid; /* BackendKeyData pgtide issued */
 	uint32_t cancel_key;

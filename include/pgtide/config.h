@@ -187,6 +187,41 @@ const char *config_auth_type_name(enum auth_type t);
 void config_each_setting(const struct config *cfg,
                          void (*fn)(const char *key, const char *value, void *arg), void *arg);
 
+/* One [pgtide] setting as SHOW CONFIG shows it. */
+struct config_setting_view {
+	const char *key;
+	const char *value; /* as config_each_setting renders it */
+	const char *def;   /* the default, rendered the same way */
+	bool changeable;   /* SET on the admin console may change it (else only a restart) */
+};
+
+/* Walks every [pgtide] setting in table order with its value, default and changeability. */
+void config_each_setting_view(const struct config *cfg,
+                              void (*fn)(const struct config_setting_view *v, void *arg),
+                              void *arg);
+
+/* True if key names a setting that SET may change while pgtide runs. */
+bool config_setting_changeable(const char *key);
+
+/* What config_set did. */
+enum config_set_result {
+	CONFIG_SET_OK = 0,
+	CONFIG_SET_UNKNOWN,     /* no such setting */
+	CONFIG_SET_UNSUPPORTED, /* a PgBouncer setting pgtide accepts in a file but ignores */
+	CONFIG_SET_FIXED,       /* takes effect only at start (listen_port, ...) */
+	CONFIG_SET_INVALID,     /* the value is refused; why says why */
+	CONFIG_SET_OOM,
+};
+
+/*
+ * Changes one [pgtide] setting of cfg to value, parsed as the file's value would be (SET on the
+ * admin console). The key is matched case-insensitively; *name gets its table name (set unless
+ * CONFIG_SET_UNKNOWN or CONFIG_SET_UNSUPPORTED). cfg is untouched unless CONFIG_SET_OK. The
+ * caller applies the change (pools, log) where it matters.
+ */
+enum config_set_result config_set(struct config *cfg, const char *key, const char *value,
+                                  const char **name, char *why, size_t why_len);
+
 /* Frees everything cfg owns (safe on a defaults-only or zeroed struct). */
 void config_free(struct config *cfg);
 void config_diag_free(struct config_diag *d);

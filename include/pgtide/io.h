@@ -133,6 +133,9 @@ void io_close(struct io *io);
 /* Starts/stops reading by the owner's choice (independent of backpressure). */
 void io_set_want_read(struct io *io, bool want);
 
+/* Reading again after io_set_want_read(false): buffered input goes to on_readable at once. */
+void io_resume(struct io *io);
+
 /*
  * Runs on_message over the buffered messages and carries out the actions; forwarded bytes are
  * sent to io->peer (which must be set if any handler returns PUMP_FORWARD). Returns false if a

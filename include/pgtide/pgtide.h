@@ -48,6 +48,16 @@ enum pt_phase {
 	PT_SHUTDOWN_NOW,  /* SIGTERM or wait over: closing everything */
 };
 
+/* What PAUSE and SUSPEND on the admin console made of the whole pooler (SHOW STATE). */
+enum pt_pause {
+	PT_ACTIVE = 0,
+	PT_PAUSED, /* PAUSE: servers are handed out to nobody, opened for nobody, idle ones closed
+	            */
+	PT_SUSPENDED, /* SUSPEND: client and server sockets are not read */
+};
+
+struct db_switch;
+
 struct pt_ctx {
 	struct event_base *base;
 	struct cli_opts cli;
@@ -75,6 +85,9 @@ struct pt_ctx {
 	struct event *janitor; /* periodic: timeouts, idle servers, min_pool_size */
 	struct event *sig_hup, *sig_term, *sig_int;
 	enum pt_phase phase;
+	enum pt_pause pause_mode;
+	struct db_switch *db_switches; /* PAUSE db, KILL db, DISABLE db, by name (pool.h) */
+	size_t n_db_switches;
 	int64_t shutdown_deadline; /* monotonic usec, for PT_SHUTDOWN_WAIT */
 
 	struct iobuf_pool bufs;
@@ -94,6 +107,15 @@ int64_t pt_now(void);
 
 /* Wakes the reaper: deferred work and frees run once the current callback returns. */
 void pt_schedule_reaper(struct pt_ctx *ctx);
+
+/*
+ * Reloads the configuration file and the user list as SIGHUP does (RELOAD on the console):
+ * pools take their new settings. False if the file was refused (the old configuration stays).
+ */
+bool pt_reload(struct pt_ctx *ctx);
+
+/* Shuts down at once as SIGTERM does (SHUTDOWN on the console): every client gets 57P01. */
+void pt_shutdown(struct pt_ctx *ctx, const char *why);
 
 /* True if libpq knows the connection keyword (built from PQconndefaults). */
 bool pt_conn_keyword_ok(const char *keyword);

@@ -50,6 +50,8 @@ struct pool {
 	int n_login_wait, n_idle_clients, n_waiting_clients, n_active_clients;
 	int n_connecting, n_idle, n_active, n_used;
 	int n_pinned; /* clients kept on their server by session state (pin.h) */
+	bool paused;  /* PAUSE (all or its database) or KILL: no server handed out or opened, idle
+	               * ones closed; waiting clients wait until RESUME (pool_apply_pause) */
 
 	struct txn_counts txn; /* its clients' transactions, as their trackers saw them */
 
@@ -103,6 +105,30 @@ void pool_refresh(struct pool *p);
 
 /* Drops the cached login set (the welcome parameters changed). */
 void pool_forget_login(struct pool *p);
+
+/*
+ * Database-wide switches of the admin console, by the name clients use. They outlive pools and
+ * reloads: a pool made later for a paused database starts paused.
+ */
+struct db_switch {
+	char *name;
+	bool paused;   /* PAUSE db or KILL db, until RESUME db */
+	bool disabled; /* DISABLE db: new logins refused (55000), until ENABLE db */
+};
+
+bool pool_db_paused(const struct pt_ctx *ctx, const char *db);
+bool pool_db_disabled(const struct pt_ctx *ctx, const char *db);
+/* Set a database's switch; false if out of memory. Follow a pause change with pool_apply_pause. */
+bool pool_db_set_paused(struct pt_ctx *ctx, const char *db, bool on);
+bool pool_db_set_disabled(struct pt_ctx *ctx, const char *db, bool on);
+void pool_db_switches_free(struct pt_ctx *ctx);
+
+/*
+ * Recomputes every pool's paused flag from ctx->pause_mode and the switches. A pool that is now
+ * paused closes its idle servers (the others close when they are released); one that is no
+ * longer paused serves its waiting clients.
+ */
+void pool_apply_pause(struct pt_ctx *ctx);
 
 /* Frees an empty pool. */
 void pool_free(struct pool *p);

@@ -109,6 +109,13 @@ bool server_cancel_query(struct server *s);
 
 void server_free(struct server *s);
 
+/*
+ * The server's address and port and the local end's, as text (SHOW SERVERS): "unix" for a Unix
+ * socket (with libpq's port); libpq's host while the socket is not connected yet.
+ */
+void server_addrs(const struct server *s, char *addr, size_t n, int *port, char *laddr, size_t ln,
+                  int *lport);
+
 /* The client SET a dotted (custom) setting on s: the probe reads it back (pin.h). */
 void server_note_custom_setting(struct server *s, const char *name);
 

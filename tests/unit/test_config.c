@@ -1109,6 +1109,111 @@ static void test_include(void)
 	free(main_path);
 }
 
+/* SHOW CONFIG's view: every setting once, defaults rendered as values are, fixed ones marked. */
+struct view_walk {
+	int count;
+	int fixed;
+	const struct config *defaults;
+};
+
+static void view_cb(const struct config_setting_view *v, void *arg)
+{
+	struct view_walk *w = arg;
+	struct probe pr;
+
+	w->count++;
+	if (!v->changeable)
+		w->fixed++;
+	CHECK_STR(setting_text(w->defaults, v->key, &pr), v->def,
+	          "%s: the default as written differs from the default as rendered", v->key);
+	CHECK(config_setting_changeable(v->key) == v->changeable, "%s: changeable", v->key);
+}
+
+static void test_setting_view(void)
+{
+	struct config cfg;
+	struct view_walk w = {0};
+	int n = 0;
+
+	config_defaults(&cfg);
+	w.defaults = &cfg;
+	config_each_setting_view(&cfg, view_cb, &w);
+	free(dump_config(&cfg, &n));
+	CHECK(w.count == n, "view walks %d settings, config_each_setting %d", w.count, n);
+	CHECK(w.fixed == 8, "%d settings are fixed at start, expected 8", w.fixed);
+	CHECK(!config_setting_changeable("listen_port"), "listen_port is fixed");
+	CHECK(!config_setting_changeable("nosuchkey"), "an unknown key is not changeable");
+	CHECK(config_setting_changeable("DEFAULT_POOL_SIZE"), "keys match case-insensitively");
+	config_free(&cfg);
+}
+
+/* SET on the admin console: one row per case, the value SHOW CONFIG shows afterwards. */
+static void test_set(void)
+{
+	static const struct {
+		const char *key;
+		const char *value;
+		enum config_set_result want;
+		const char *name;  /* canonical name reported, NULL when none */
+		const char *shown; /* SHOW CONFIG value afterwards (NULL: the default stays) */
+		const char *why;   /* a substring of the reason, for CONFIG_SET_INVALID */
+	} rows[] = {
+	        {"default_pool_size", "7", CONFIG_SET_OK, "default_pool_size", "7", NULL},
+	        {"Default_Pool_Size", "8", CONFIG_SET_OK, "default_pool_size", "8", NULL},
+	        {"default_pool_size", "0", CONFIG_SET_INVALID, "default_pool_size", NULL,
+	         "out of range"},
+	        {"default_pool_size", "x", CONFIG_SET_INVALID, "default_pool_size", NULL,
+	         "invalid integer"},
+	        {"max_client_conn", "500", CONFIG_SET_OK, "max_client_conn", "500", NULL},
+	        {"log_connections", "off", CONFIG_SET_OK, "log_connections", "0", NULL},
+	        {"log_connections", "maybe", CONFIG_SET_INVALID, "log_connections", NULL,
+	         "invalid boolean"},
+	        {"query_wait_timeout", "0.5", CONFIG_SET_OK, "query_wait_timeout", "0.5", NULL},
+	        {"pool_mode", "transaction", CONFIG_SET_OK, "pool_mode", "transaction", NULL},
+	        {"pool_mode", "bogus", CONFIG_SET_INVALID, "pool_mode", NULL, "invalid pool_mode"},
+	        {"server_reset_query", "DISCARD ALL; SELECT 1", CONFIG_SET_OK, "server_reset_query",
+	         "DISCARD ALL; SELECT 1", NULL},
+	        {"error_kind_field", "C", CONFIG_SET_INVALID, "error_kind_field", NULL,
+	         "field code"},
+	        {"log_error_kinds", "warning", CONFIG_SET_OK, "log_error_kinds", "warning", NULL},
+	        {"listen_port", "7000", CONFIG_SET_FIXED, "listen_port", NULL, NULL},
+	        {"unix_socket_dir", "/tmp", CONFIG_SET_FIXED, "unix_socket_dir", NULL, NULL},
+	        {"pkt_buf", "8192", CONFIG_SET_FIXED, "pkt_buf", NULL, NULL},
+	        {"stats_period", "30", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"client_tls_sslmode", "require", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+		struct config cfg, def;
+		struct probe pr;
+		char why[256] = "unset";
+		const char *name = NULL;
+		const char *key_name = rows[i].name ? rows[i].name : rows[i].key;
+
+		config_defaults(&cfg);
+		config_defaults(&def);
+		enum config_set_result r =
+		        config_set(&cfg, rows[i].key, rows[i].value, &name, why, sizeof(why));
+		CHECK(r == rows[i].want, "SET %s = %s: result %d, expected %d", rows[i].key,
+		      rows[i].value, (int)r, (int)rows[i].want);
+		CHECK_STR(name, rows[i].name, "SET %s: canonical name", rows[i].key);
+		if (rows[i].why)
+			CHECK(strstr(why, rows[i].why) != NULL, "SET %s = %s: reason '%s'",
+			      rows[i].key, rows[i].value, why);
+		if (r != CONFIG_SET_UNKNOWN && r != CONFIG_SET_UNSUPPORTED) {
+			const char *want = rows[i].shown;
+			struct probe pd;
+			if (!want)
+				want = setting_text(&def, key_name, &pd);
+			CHECK_STR(setting_text(&cfg, key_name, &pr), want,
+			          "SET %s = %s: shown value", rows[i].key, rows[i].value);
+		}
+		config_free(&cfg);
+		config_free(&def);
+	}
+}
+
 int main(void)
 {
 	test_defaults();
@@ -1127,5 +1232,7 @@ int main(void)
 	test_names();
 	test_round_trip();
 	test_include();
+	test_setting_view();
+	test_set();
 	UNIT_DONE();
 }
