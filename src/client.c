@@ -1018,6 +1018,10 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 				k = PX_PARSE;
 			break;
 		case 'H':
+			/* The ring need not know, unless a batch is copied or skipped. */
+			if (prep_ring_plain_on(&s->prep_ring))
+				return PUMP_FORWARD;
+			break;
 		case 'd':
 		case 'c':
 		case 'f':
@@ -1025,7 +1029,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 		default:
 			break;
 		}
-		if (k != 0xff && prep_ring_push_plain(&s->prep_ring, k))
+		if (k != 0xff && (prep_ring_push_plain(&s->prep_ring, k) ||
+		                  prep_push_copied(&s->prep_ring, &s->prep_replay, k, msg, len)))
 			return PUMP_FORWARD;
 		return prep_client_message(c, s, type, msg, len, whole);
 	}
