@@ -931,7 +931,8 @@ static bool pin_check(struct client *c, struct server *s, char type, const char 
 		proto_msg_end(b, off);
 		s->unsynced = true;
 	}
-	if (prep_active(c) &&
+	/* (After an error in the batch the server skips the stand-in too: nothing to expect.) */
+	if (prep_active(c) && !(s->prep_ring.plain_off & PREP_PLAIN_OFF_SKIP) &&
 	    !prep_ring_push(&s->prep_ring, type == 'Q' ? PX_QUERY : PX_EXECUTE, NULL, NULL)) {
 		pbuf_reset(b);
 		client_close(c, "53200", "out of memory");
@@ -1126,6 +1127,10 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 				k = PX_PARSE;
 			break;
 		case 'H':
+			/* The ring need not know, unless a batch is copied or skipped. */
+			if (prep_ring_plain_on(&s->prep_ring))
+				return PUMP_FORWARD;
+			break;
 		case 'd':
 		case 'c':
 		case 'f':
@@ -1133,7 +1138,8 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 		default:
 			break;
 		}
-		if (k != 0xff && prep_ring_push_plain(&s->prep_ring, k))
+		if (k != 0xff && (prep_ring_push_plain(&s->prep_ring, k) ||
+		                  prep_push_copied(&s->prep_ring, &s->prep_replay, k, msg, len)))
 			return PUMP_FORWARD;
 		return prep_client_message(c, s, type, msg, len, whole);
 	}

@@ -1,4 +1,7 @@
-/* Named prepared statements: the registry, client namespaces, server caches, reply rings. */
+/*
+ * Named prepared statements: the registry, client namespaces, server caches, reply rings, the
+ * copy of a batch kept for a replay, and finding DEALLOCATE in a simple Query.
+ */
 #include "pgtide/prepared.h"
 
 #include <stdio.h>
@@ -218,6 +221,7 @@ struct prep_cache_ent {
 	struct prep_cache_ent *next; /* hash chain */
 	struct prep_cache_ent *newer, *older;
 	struct prep_stmt *stmt;
+	uint32_t gen; /* stmt->gen when the server was sent it; older: stale */
 };
 
 static uint32_t ptr_hash(const struct prep_stmt *s)
@@ -257,18 +261,21 @@ static void lru_push_head(struct prep_cache *c, struct prep_cache_ent *e)
 		c->lru_tail = e;
 }
 
-bool prep_cache_has(struct prep_cache *c, const struct prep_stmt *s)
+static struct prep_cache_ent *cache_get(struct prep_cache *c, const struct prep_stmt *s)
 {
-	if (!c->n)
-		return false;
-	struct prep_cache_ent *e = *cache_find(c, s);
+	return c->n ? *cache_find(c, s) : NULL;
+}
+
+enum prep_cache_hit prep_cache_lookup(struct prep_cache *c, const struct prep_stmt *s)
+{
+	struct prep_cache_ent *e = cache_get(c, s);
 	if (!e)
-		return false;
+		return PREP_MISS;
 	if (c->lru_head != e) {
 		lru_unlink(c, e);
 		lru_push_head(c, e);
 	}
-	return true;
+	return e->gen == s->gen ? PREP_HIT : PREP_STALE;
 }
 
 /* Removes e from the table and the LRU list; returns its statement (reference kept). */
@@ -283,26 +290,68 @@ static struct prep_stmt *cache_remove(struct prep_cache *c, struct prep_cache_en
 	return s;
 }
 
-struct prep_stmt *prep_cache_add(struct prep_cache *c, struct prep_stmt *s, uint32_t max, bool *oom)
+bool prep_cache_add(struct prep_cache *c, struct prep_stmt *s)
 {
-	*oom = false;
 	if (c->n >= c->n_buckets)
 		REHASH(c, struct prep_cache_ent, ptr_hash(e_->stmt));
 	struct prep_cache_ent *e = c->n_buckets ? calloc(1, sizeof(*e)) : NULL;
-	if (!e) {
-		*oom = true;
-		return NULL;
-	}
+	if (!e)
+		return false;
 	e->stmt = s;
+	e->gen = s->gen;
 	s->refs++;
 	uint32_t b = ptr_hash(s) & (c->n_buckets - 1);
 	e->next = c->buckets[b];
 	c->buckets[b] = e;
 	lru_push_head(c, e);
 	c->n++;
-	if (max && c->n > max && c->lru_tail && c->lru_tail != e)
-		return cache_remove(c, c->lru_tail);
-	return NULL;
+	return true;
+}
+
+struct prep_stmt *prep_cache_evict(struct prep_cache *c, uint32_t max, const struct prep_stmt *keep)
+{
+	if (!max || c->n <= max)
+		return NULL;
+	struct prep_cache_ent *e = c->lru_tail;
+	if (e && e->stmt == keep)
+		e = e->newer;
+	return e ? cache_remove(c, e) : NULL;
+}
+
+void prep_cache_refresh(struct prep_cache *c, const struct prep_stmt *s)
+{
+	struct prep_cache_ent *e = cache_get(c, s);
+	if (e)
+		e->gen = s->gen;
+}
+
+bool prep_cache_mark_stale(struct prep_cache *c, struct prep_stmt *s)
+{
+	struct prep_cache_ent *e = cache_get(c, s);
+	if (!e) {
+		if (!prep_cache_add(c, s))
+			return false;
+		e = c->lru_head;
+		/* Not just used: first out if the cache is over its bound. */
+		if (c->lru_tail != e) {
+			lru_unlink(c, e);
+			e->newer = c->lru_tail;
+			c->lru_tail->older = e;
+			c->lru_tail = e;
+		}
+	}
+	e->gen = s->gen - 1;
+	return true;
+}
+
+void prep_stmt_changed(struct prep_cache *c, struct prep_stmt *s)
+{
+	struct prep_cache_ent *e = cache_get(c, s);
+	/* A copy already stale was re-prepared elsewhere since: the others are current. */
+	if (!e || e->gen == s->gen)
+		s->gen++;
+	if (e)
+		e->gen = s->gen - 1;
 }
 
 void prep_cache_del(struct prep_cache *c, struct prep_registry *r, const struct prep_stmt *s)
@@ -311,6 +360,13 @@ void prep_cache_del(struct prep_cache *c, struct prep_registry *r, const struct 
 		return;
 	struct prep_cache_ent *e = *cache_find(c, s);
 	if (e)
+		prep_unref(r, cache_remove(c, e));
+}
+
+void prep_cache_undo(struct prep_cache *c, struct prep_registry *r, const struct prep_stmt *s)
+{
+	struct prep_cache_ent *e = cache_get(c, s);
+	if (e && e->gen == s->gen)
 		prep_unref(r, cache_remove(c, e));
 }
 
@@ -340,9 +396,11 @@ bool prep_ring_push(struct prep_ring *q, uint8_t kind, struct prep_stmt *stmt, c
 	}
 	struct prep_expect_ent *e = &q->v[(q->head + q->len) & (q->cap - 1)];
 	e->kind = kind;
+	e->count = 0;
 	e->stmt = stmt;
 	e->name = name;
 	q->len++;
+	q->plain_cap = q->plain_off ? 0 : q->cap;
 	return true;
 }
 
@@ -369,4 +427,176 @@ void prep_ring_free(struct prep_ring *q, struct prep_registry *r)
 	prep_ring_clear(q, r);
 	free(q->v);
 	memset(q, 0, sizeof(*q));
+}
+
+/* ---- the copy of a batch, for a replay ---- */
+
+bool prep_replay_start(struct prep_replay *r, struct prep_stmt *s, const uint8_t *msg, uint32_t len)
+{
+	r->copy.len = 0;
+	r->copy.oom = false;
+	r->synced = r->flushed = false;
+	if (!prep_replay_append(r, msg, len))
+		return false;
+	prep_ref(s);
+	r->stmt = s;
+	return true;
+}
+
+bool prep_replay_append_slow(struct prep_replay *r, const uint8_t *msg, uint32_t len)
+{
+	if (len < PROTO_HEADER_LEN || len > PREP_REPLAY_MAX - r->copy.len)
+		return false;
+	pbuf_put(&r->copy, msg, len);
+	return !r->copy.oom;
+}
+
+bool prep_replay_next(const struct pbuf *copy, size_t *off, const uint8_t **msg, uint32_t *len)
+{
+	if (copy->len - *off < PROTO_HEADER_LEN)
+		return false;
+	const uint8_t *m = copy->data + *off;
+	uint32_t n = 1 + ((uint32_t)m[1] << 24 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 8 | m[4]);
+	if (n < PROTO_HEADER_LEN || n > copy->len - *off)
+		return false;
+	*msg = m;
+	*len = n;
+	*off += n;
+	return true;
+}
+
+/* Keeps a buffer this small for the next batch; frees a larger one. */
+#define REPLAY_KEEP 4096u
+
+void prep_replay_reset(struct prep_replay *r, struct prep_registry *reg)
+{
+	r->state = PREP_REPLAY_OFF;
+	r->synced = r->flushed = false;
+	prep_unref(reg, r->stmt);
+	r->stmt = NULL;
+	if (r->copy.cap > REPLAY_KEEP || r->copy.oom)
+		pbuf_free(&r->copy);
+	else
+		r->copy.len = 0;
+	if (r->held.data)
+		pbuf_free(&r->held);
+	if (r->error.data)
+		pbuf_free(&r->error);
+}
+
+void prep_replay_free(struct prep_replay *r, struct prep_registry *reg)
+{
+	prep_replay_reset(r, reg);
+	pbuf_free(&r->copy);
+}
+
+bool prep_is_cached_plan_error(const uint8_t *body, size_t len)
+{
+	const char *p = (const char *)body, *end = p + len;
+	bool state = false, said = false;
+	while (p < end && *p) {
+		char field = *p++;
+		const char *nul = memchr(p, 0, (size_t)(end - p));
+		if (!nul)
+			return false;
+		if (field == 'C')
+			state = strcmp(p, "0A000") == 0;
+		else if (field == 'R' && strcmp(p, "RevalidateCachedQuery") == 0)
+			said = true;
+		else if (field == 'M' && strcmp(p, "cached plan must not change result type") == 0)
+			said = true;
+		p = nul + 1;
+	}
+	return state && said;
+}
+
+/* ---- DEALLOCATE in a simple Query ---- */
+
+/* Horspool's skip for "deallocate" by the (case-folded) last byte of a window: how far the
+ * window can move before that byte could line up with the same letter in the word. */
+static size_t dealloc_skip(unsigned char c)
+{
+	switch (c) {
+	case 'd':
+		return 9;
+	case 'e':
+		return 8;
+	case 'l':
+		return 5;
+	case 'o':
+		return 4;
+	case 'c':
+		return 3;
+	case 'a':
+		return 2;
+	case 't':
+		return 1;
+	default:
+		return 10;
+	}
+}
+
+bool prep_mentions_deallocate(const char *sql, size_t len)
+{
+	static const char word[] = "deallocate";
+	const size_t n = sizeof(word) - 1;
+	/* | 0x20 folds ASCII letters to lower case and maps no other byte onto a letter. */
+	for (size_t i = 0; i + n <= len;) {
+		unsigned char last = (unsigned char)(sql[i + n - 1] | 0x20);
+		if (last == 'e') {
+			size_t k = 0;
+			while (k < n - 1 && (sql[i + k] | 0x20) == word[k])
+				k++;
+			if (k == n - 1)
+				return true;
+		}
+		i += dealloc_skip(last);
+	}
+	return false;
+}
+
+struct find_state {
+	const char *sql;
+	size_t before;
+	prep_dealloc_fn fn;
+	void *arg;
+};
+
+static bool find_one(void *arg, const char *stmt, size_t len)
+{
+	struct find_state *f = arg;
+	const char *p = stmt, *end = stmt + len;
+	size_t index = f->before++;
+	if (!sqlscan_word(&p, end, "deallocate"))
+		return true;
+	const char *at = sqlscan_skip_space(p, end);
+	struct prep_dealloc d = {.before = index};
+	if (sqlscan_word(&p, end, "prepare")) {
+		if (sqlscan_word(&p, end, "all"))
+			return false;
+		const char *q = p;
+		if (sqlscan_ident(&q, end, d.name)) {
+			at = sqlscan_skip_space(p, end);
+			p = q;
+		} else {
+			/* DEALLOCATE prepare: PREPARE is the name (an unreserved keyword) */
+			p = at + 7;
+			memcpy(d.name, "prepare", 8);
+		}
+	} else if (sqlscan_word(&p, end, "all")) {
+		return false;
+	} else if (!sqlscan_ident(&p, end, d.name)) {
+		return true;
+	}
+	if (sqlscan_skip_space(p, end) != end)
+		return true; /* not this grammar: the server reports the syntax error */
+	d.name_off = (size_t)(at - f->sql);
+	d.name_len = (size_t)(p - at);
+	return f->fn(f->arg, &d);
+}
+
+void prep_find_deallocates(const char *sql, size_t len, prep_dealloc_fn fn, void *arg)
+{
+	struct find_state f = {.sql = sql, .fn = fn, .arg = arg};
+	sqlscan_split(sql, len, find_one, &f);
 }

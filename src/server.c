@@ -785,7 +785,7 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 {
 	/* Data rows and the like never end a message's answer: no need to ask the ring. */
 	if (s->prep_ring.len == 0 || type == 'D' || type == 'N' || type == 'S' || type == 'A' ||
-	    type == 'd' || type == 't')
+	    type == 'd')
 		return relay_reply(s, type, msg, len, whole, false);
 	/* The hot path: the reply ends a plain entry (or is part of a Query's answer) and no
 	 * answer of pgtide's own follows. */
@@ -801,6 +801,15 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 	enum prep_reply pr = prep_server_reply(s, type, msg, len, whole);
 	if (pr == PREP_R_NEED_WHOLE)
 		return PUMP_NEED_WHOLE;
+	if (pr == PREP_R_ERROR_FIRST) {
+		/* The error hidden for a replay that could not happen: PostgreSQL's after all. */
+		struct pbuf err = s->prep_replay.error;
+		s->prep_replay.error = (struct pbuf){0};
+		if (err.len)
+			server_relay_held_error(s, err.data, (uint32_t)err.len);
+		pbuf_free(&err);
+		pr = PREP_R_PASS;
+	}
 	enum pump_action act = PUMP_DROP;
 	if (pr != PREP_R_HIDE)
 		act = relay_reply(s, type, msg, len, whole, pr == PREP_R_SENT);
@@ -812,6 +821,12 @@ static enum pump_action on_message_active(struct server *s, char type, const uin
 	}
 	prep_emit_fakes(s);
 	return act;
+}
+
+void server_relay_held_error(struct server *s, const uint8_t *msg, uint32_t len)
+{
+	if (s->client && relay_reply(s, 'E', msg, len, true, false) == PUMP_FORWARD)
+		io_write(&s->client->io, msg, len);
 }
 
 static enum pump_action relay_reply(struct server *s, char type, const uint8_t *msg, uint32_t len,
@@ -1158,6 +1173,11 @@ static void after_pump(struct server *s)
 {
 	switch (s->state) {
 	case SERVER_ACTIVE:
+		if (s->prep_replay.state == PREP_REPLAY_DUE) {
+			prep_replay_run(s);
+			if (s->state != SERVER_ACTIVE)
+				return;
+		}
 		if (s->holding_ready) {
 			if (s->restore_all || s->n_restore > 0)
 				start_restore(s);

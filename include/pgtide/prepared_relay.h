@@ -22,19 +22,21 @@ bool prep_active(const struct client *c);
 /*
  * A client message on its way to its server s (state ACTIVE): Parse, Bind, Describe, Close,
  * Execute, Sync, Query, FunctionCall are recorded; named-statement messages are rewritten or
- * answered. Returns PUMP_FORWARD (send as is), PUMP_DROP (pgtide sent or answered it),
- * PUMP_NEED_WHOLE or PUMP_CLOSED.
+ * answered; a batch that may have to be replayed is copied. Returns PUMP_FORWARD (send as
+ * is), PUMP_DROP (pgtide sent or answered it), PUMP_NEED_WHOLE or PUMP_CLOSED.
  */
 enum pump_action prep_client_message(struct client *c, struct server *s, char type,
                                      const uint8_t *msg, uint32_t len, bool whole);
 
 /* What to do with a server reply, after the ring has taken note of it. */
 enum prep_reply {
-	PREP_R_PASS = 0,   /* handle it as usual */
-	PREP_R_HIDE,       /* the reply to pgtide's own message: drop it */
-	PREP_R_NEED_WHOLE, /* ask again with the whole message (nothing was done) */
-	PREP_R_SENT,       /* pgtide sent its own version (a renamed 42P05); drop the original
-	                    * but do the rest of the usual bookkeeping */
+	PREP_R_PASS = 0,    /* handle it as usual */
+	PREP_R_HIDE,        /* the reply to pgtide's own message: drop it */
+	PREP_R_NEED_WHOLE,  /* ask again with the whole message (nothing was done) */
+	PREP_R_SENT,        /* pgtide sent its own version (a renamed 42P05); drop the original
+	                     * but do the rest of the usual bookkeeping */
+	PREP_R_ERROR_FIRST, /* a replay could not happen after all: relay the hidden error kept
+	                     * in s->prep_replay.error first (and free it), then this reply */
 };
 
 /* Matches a server reply to what was sent (call while s->prep_ring is not empty). */
@@ -45,6 +47,10 @@ enum prep_reply prep_server_reply(struct server *s, char type, const uint8_t *ms
  * after the current reply goes out, prep_emit_fakes sends them. */
 bool prep_fakes_ready(struct server *s);
 void prep_emit_fakes(struct server *s);
+
+/* Sends again the batch whose 0A000 and ReadyForQuery were hidden (state PREP_REPLAY_DUE),
+ * outside the server's pump. May close the client (OOM). */
+void prep_replay_run(struct server *s);
 
 /* The server's CommandComplete said DISCARD ALL or DEALLOCATE ALL: it has no statements now,
  * and the linked client (which ran it) has no names. */

@@ -84,6 +84,7 @@ struct server {
 
 	struct prep_cache prep_cache; /* pgtide's named statements this session has */
 	struct prep_ring prep_ring;   /* what its client sent, for matching replies (prepared.h) */
+	struct prep_replay prep_replay; /* a batch kept in case its plan went stale (prepared.h) */
 };
 
 /* Starts a new server connection for pool (state CONNECTING). NULL if it could not start. */
@@ -103,6 +104,10 @@ void server_release(struct server *s, bool client_gone);
 void server_close(struct server *s, const char *why);
 
 void server_set_state(struct server *s, enum server_state st);
+
+/* Relays to the linked client an ErrorResponse from the server that pgtide held back, as if
+ * it arrived now (classified, counted, and seen by the transaction tracker). */
+void server_relay_held_error(struct server *s, const uint8_t *msg, uint32_t len);
 
 /* Sends a cancel for the query running on s's backend (worker thread). */
 bool server_cancel_query(struct server *s);

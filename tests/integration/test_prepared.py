@@ -549,6 +549,28 @@ def test_error_inside_a_pipelined_batch_of_named_statements(pgtide):
                     ["2", row("ok"), tag("SELECT 1"), Z_I]
 
 
+def test_messages_after_an_error_are_skipped_up_to_sync(pgtide):
+    """After an error the server skips every message up to Sync: a Close or Parse there does
+    not happen, whether it reached pgtide before the error came back or after it (the client
+    read the error after a Flush, then sent more of the batch)."""
+    p = pgtide.start({**TX, "default_pool_size": 1})
+    with login(p) as c:
+        assert run(c, parse("select 's1'", "s1") + SYNC) == ["1", Z_I]
+        assert run(c, bind(stmt="nope") + close("S", "s1") + parse("select 9", "s9") + SYNC) \
+            == [missing_err("nope"), Z_I]
+        c.send(bind(stmt="nope") + FLUSH)
+        assert read(c, 1) == [missing_err("nope")]
+        assert quiet(c)
+        assert run(c, close("S", "s1") + parse("select 9", "s9") + bind(stmt="s1") + execute()
+                   + FLUSH + SYNC) == [Z_I]
+        for _ in range(2):
+            assert run(c, bind(stmt="s1") + execute() + SYNC) == \
+                ["2", row("s1"), tag("SELECT 1"), Z_I]
+            assert run(c, bind(stmt="s9") + SYNC) == [missing_err("s9"), Z_I]
+        assert run(c, close("S", "s1") + parse("select 9", "s9") + bind(stmt="s9") + execute()
+                   + SYNC) == ["3", "1", "2", row("9"), tag("SELECT 1"), Z_I]
+
+
 def test_named_statements_in_an_aborted_transaction(pgtide):
     """In a failed transaction on a server that has not seen the statements: a SELECT is
     refused with 25P02 as PostgreSQL refuses it, a prepared ROLLBACK (Prisma names its
@@ -569,8 +591,6 @@ def test_named_statements_in_an_aborted_transaction(pgtide):
             ["2", row("9"), tag("SELECT 1"), Z_I]
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: DEALLOCATE inside a multi-statement simple "
-                   "Query is forwarded unchanged, so the server does not know the client's name")
 def test_statements_outlive_a_rolled_back_transaction(pgtide):
     p = pgtide.start({**TX, "default_pool_size": 2})
     with login(p) as c:
@@ -590,6 +610,62 @@ def test_statements_outlive_a_rolled_back_transaction(pgtide):
 
 
 # ---- DEALLOCATE, DISCARD ALL -------------------------------------------------------------------
+
+def test_deallocate_among_the_statements_of_a_query(pgtide):
+    """DEALLOCATE [PREPARE] name anywhere in a multi-statement Query acts on the client's
+    names, on a server that may never have seen them: PostgreSQL's own tags and errors, in
+    order; a DEALLOCATE that an earlier error stops does not happen."""
+    p = pgtide.start({**TX, "default_pool_size": 2})
+    sqls = {n: f"select '{n}'" for n in ("s1", "s2", "s3", "Up", "same_a", "same_b")}
+    sqls["same_b"] = sqls["same_a"]  # two names, one text: one server-side statement
+    with login(p) as c:
+        assert run(c, b"".join(parse(v, k) for k, v in sqls.items()) + SYNC) == \
+            ["1"] * len(sqls) + [Z_I]
+        _, pid = run_pid(c, b"")
+        with elsewhere(p, pid):
+            got, pid2 = run_pid(c, b"")
+            assert q(c, "select 1; DEALLOCATE s1") == \
+                [("T", [("?column?", 23)]), row("1"), tag("SELECT 1"), tag("DEALLOCATE"), Z_I]
+        assert run(c, bind(stmt="s1") + SYNC) == [missing_err("s1"), Z_I]
+        # an error before it: it does not run
+        assert q(c, "select 1/0; deallocate prepare s2") == \
+            [err("22012", "division by zero"), Z_I]
+        assert run(c, bind(stmt="s2") + execute() + SYNC) == \
+            ["2", row("s2"), tag("SELECT 1"), Z_I]
+        # an error after it: it stays done (prepared statements are not transactional)
+        assert q(c, "DEALLOCATE s2; select 1/0") == \
+            [tag("DEALLOCATE"), err("22012", "division by zero"), Z_I]
+        assert run(c, bind(stmt="s2") + SYNC) == [missing_err("s2"), Z_I]
+        # the same name twice: gone by the second time
+        assert q(c, "DEALLOCATE s3; DEALLOCATE s3") == [tag("DEALLOCATE"), missing_err("s3"),
+                                                        Z_I]
+        # two names of one text, a quoted name, comments
+        assert q(c, 'DEALLOCATE same_a; /* ; */ DEALLOCATE PREPARE "Up" -- x\n;'
+                    'DEALLOCATE same_b') == \
+            [tag("DEALLOCATE"), tag("DEALLOCATE"), tag("DEALLOCATE"), Z_I]
+        for n in ("same_a", "same_b", "Up", "s3"):
+            assert run(c, bind(stmt=n) + SYNC) == [missing_err(n), Z_I], n
+        # in a failed transaction: refused (25P02) and kept, unless ROLLBACK comes first
+        assert run(c, parse("select 'k1'", "k1") + parse("select 'k2'", "k2") + SYNC) == \
+            ["1", "1", Z_I]
+        assert q(c, "BEGIN") == [tag("BEGIN"), Z_T]
+        assert q(c, "select 1/0") == [err("22012", "division by zero"), Z_E]
+        assert q(c, "DEALLOCATE k1") == \
+            [err("25P02", "current transaction is aborted, commands ignored until end of "
+                          "transaction block"), Z_E]
+        assert q(c, "ROLLBACK; DEALLOCATE k2") == [tag("ROLLBACK"), tag("DEALLOCATE"), Z_I]
+        assert run(c, bind(stmt="k1") + execute() + SYNC) == \
+            ["2", row("k1"), tag("SELECT 1"), Z_I]
+        assert run(c, bind(stmt="k2") + SYNC) == [missing_err("k2"), Z_I]
+        # after DEALLOCATE ALL in the same Query, a name is unknown
+        assert q(c, "DEALLOCATE ALL; DEALLOCATE k1") == \
+            [tag("DEALLOCATE ALL"), missing_err("k1"), Z_I]
+        # a name the client never had
+        assert q(c, "select 2; DEALLOCATE nope") == \
+            [("T", [("?column?", 23)]), row("2"), tag("SELECT 1"),
+             missing_err("nope"), Z_I]
+
+
 
 def _parse_all(c, sqls):
     names = sorted(sqls)
@@ -739,8 +815,6 @@ def test_max_prepared_statements_evicts_least_recently_used(pgtide):
 CACHED_PLAN = err("0A000", "cached plan must not change result type")
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: recovery from 0A000 cached plan must not change "
-                   "result type (issue 5)")
 def test_schema_change_under_a_cached_plan(pgtide, pg, table):
     t = table("a int", "values (1)")
     p = pgtide.start({**TX, "default_pool_size": 1})
@@ -789,8 +863,6 @@ def test_schema_change_under_a_cached_plan(pgtide, pg, table):
             assert run(c, run_it) == new
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: recovery from 0A000 cached plan must not change "
-                   "result type (issue 5)")
 def test_schema_change_psycopg3_prepared(pgtide, pg, table):
     t = table("a int", "values (1)")
     p = pgtide.start({**TX, "default_pool_size": 1})
@@ -806,6 +878,137 @@ def test_schema_change_psycopg3_prepared(pgtide, pg, table):
                 cur = c.execute(f"select * from {t}", prepare=True)
                 assert [d.name for d in cur.description] == ["a", "b"]
                 assert cur.fetchall() == [(1, 7)]
+
+
+def test_schema_change_seen_by_every_server(pgtide, pg, table):
+    """The statement is on both servers of the pool (and another client has the same text
+    under another name); once one server reports the change, the other prepares it again
+    before its next use: no client sees the error."""
+    t = table("a int", "values (1)")
+    p = pgtide.start({**TX, "default_pool_size": 2})
+    run_it = bind(stmt="q") + execute()
+    old, new = row("1"), row("1", "7")
+    with login(p) as c, login(p) as d:
+        got, pid = run_pid(c, parse(f"select * from {t}", "q") + run_it)
+        assert got == ["1", "2", old, tag("SELECT 1"), Z_I]
+        with elsewhere(p, pid):
+            got, other = run_pid(c, run_it)
+            assert got == ["2", old, tag("SELECT 1"), Z_I]
+            assert run(d, parse(f"select * from {t}", "mine") + bind(stmt="mine") + execute()
+                       + SYNC) == ["1", "2", old, tag("SELECT 1"), Z_I]
+        other_server(pid, other)
+        pg.admin_sql(f"alter table {t} add column b int default 7", db="app")
+        got, pid3 = run_pid(c, run_it)
+        assert got == ([CACHED_PLAN, Z_I] if DIRECT else ["2", new, tag("SELECT 1"), Z_I])
+        with elsewhere(p, pid3):
+            got, pid4 = run_pid(c, run_it)
+            assert got == ([CACHED_PLAN, Z_I] if DIRECT else ["2", new, tag("SELECT 1"), Z_I])
+            other_server(pid3, pid4)
+            got = run(d, bind(stmt="mine") + execute() + SYNC)
+            assert got == ([CACHED_PLAN, Z_I] if DIRECT else ["2", new, tag("SELECT 1"), Z_I])
+        if not DIRECT:
+            for _ in range(3):
+                assert run(c, run_it + SYNC) == ["2", new, tag("SELECT 1"), Z_I]
+                assert run(d, bind(stmt="mine") + execute() + SYNC) == \
+                    ["2", new, tag("SELECT 1"), Z_I]
+
+
+def test_schema_change_when_a_replay_is_not_safe(pgtide, pg, table):
+    """The error reaches the client once when pgtide cannot hide it: a reply of the batch went
+    out before it, the batch is waiting for a Flush'ed answer (no Sync yet), or its copy would
+    be over 64 KiB. The statement is prepared again for the next batch all the same."""
+    t = table("a int", "values (1)")
+    p = pgtide.start({**TX, "default_pool_size": 1})
+    new = ["2", row("1", "7", "8", "9"), tag("SELECT 1"), Z_I]
+    with login(p) as c:
+        assert run(c, parse(f"select * from {t}", "q") + parse("select 'x'", "x")
+                   + parse("select length($1::text)", "len") + SYNC) == ["1", "1", "1", Z_I]
+        assert run(c, bind(stmt="q") + execute() + SYNC) == ["2", row("1"), tag("SELECT 1"), Z_I]
+        # a reply before it
+        pg.admin_sql(f"alter table {t} add column b int default 7", db="app")
+        assert run(c, bind(stmt="x") + execute() + bind(stmt="q") + execute() + SYNC) == \
+            ["2", row("x"), tag("SELECT 1"), CACHED_PLAN, Z_I]
+        got = run(c, bind(stmt="q") + execute() + SYNC)
+        assert got == ([CACHED_PLAN, Z_I] if DIRECT else
+                       ["2", row("1", "7"), tag("SELECT 1"), Z_I])
+        # Flush, no Sync: the client waits for the answer
+        pg.admin_sql(f"alter table {t} add column c int default 8", db="app")
+        c.send(bind(stmt="q") + execute() + FLUSH)
+        assert read(c, 1) == [CACHED_PLAN]
+        assert run(c, SYNC) == [Z_I]
+        got = run(c, bind(stmt="q") + execute() + SYNC)
+        assert got == ([CACHED_PLAN, Z_I] if DIRECT else
+                       ["2", row("1", "7", "8"), tag("SELECT 1"), Z_I])
+        # a batch too large to keep
+        pg.admin_sql(f"alter table {t} add column d int default 9", db="app")
+        big = bind(stmt="q") + execute() + bind(["y" * 70000], stmt="len") + execute() + SYNC
+        assert run(c, big) == [CACHED_PLAN, Z_I]
+        got = run(c, bind(stmt="q") + execute() + SYNC)
+        assert got == ([CACHED_PLAN, Z_I] if DIRECT else new)
+        # a large batch within the bound is replayed
+        pg.admin_sql(f"alter table {t} drop column d", db="app")
+        got = run(c, bind(stmt="q") + execute() + bind(["y" * 60000], stmt="len") + execute()
+                  + SYNC)
+        assert got == ([CACHED_PLAN, Z_I] if DIRECT else
+                       ["2", row("1", "7", "8"), tag("SELECT 1"), "2", row("60000"),
+                        tag("SELECT 1"), Z_I])
+
+
+@pgtide_only
+def test_schema_change_replays_a_batch_exactly_once(pgtide, pg, table):
+    """What pgtide hides: a Describe of the statement (its ParameterDescription held back), a
+    batch that Parses and Closes other names after the failing Bind, a batch on a server whose
+    cache must evict to make room. Each comes back as if the first try had not happened."""
+    t = table("a int", "values (1)")
+    p = pgtide.start({**TX, "default_pool_size": 1, "max_prepared_statements": 2})
+    with login(p) as c, login(p) as probe:
+        assert run(c, parse(f"select * from {t} where a = $1", "q", (23,))
+                   + parse("select 'x'", "x") + SYNC) == ["1", "1", Z_I]
+        pg.admin_sql(f"alter table {t} add column b int default 7", db="app")
+        assert run(c, describe("S", "q") + SYNC) == \
+            [("t", [23]), ("T", [("a", 23), ("b", 23)]), Z_I]
+        pg.admin_sql(f"alter table {t} add column c int default 8", db="app")
+        # after the failing Bind: Parse of a new name (the cache evicts for it), Close of x
+        got = run(c, bind(["1"], stmt="q") + describe("P") + execute()
+                  + parse("select 'y'", "y") + bind(stmt="y") + execute() + close("S", "x")
+                  + SYNC)
+        assert got == ["2", ("T", [("a", 23), ("b", 23), ("c", 23)]), row("1", "7", "8"),
+                       tag("SELECT 1"), "1", "2", row("y"), tag("SELECT 1"), "3", Z_I]
+        assert run(c, bind(stmt="x") + SYNC) == [missing_err("x"), Z_I]
+        assert run(c, bind(stmt="y") + execute() + bind(["1"], stmt="q") + execute() + SYNC) \
+            == ["2", row("y"), tag("SELECT 1"), "2", row("1", "7", "8"), tag("SELECT 1"), Z_I]
+        got = q(probe, "select count(*) from pg_prepared_statements")
+        assert int(got[1][1][0]) <= 2, got
+        # the error comes back before the batch's Sync: held until the Sync, then replayed
+        pg.admin_sql(f"alter table {t} add column d int default 9", db="app")
+        c.send(bind(["1"], stmt="q") + execute())
+        assert quiet(c, 0.5), "the error was not held back"
+        assert run(c, bind(stmt="y") + execute() + SYNC) == \
+            ["2", row("1", "7", "8", "9"), tag("SELECT 1"), "2", row("y"), tag("SELECT 1"), Z_I]
+        # ... unless the client asks for the answers with a Flush: PostgreSQL's error then
+        pg.admin_sql(f"alter table {t} drop column d", db="app")
+        c.send(bind(["1"], stmt="q") + execute())
+        assert quiet(c, 0.5), "the error was not held back"
+        c.send(FLUSH)
+        assert read(c, 1) == [CACHED_PLAN]
+        assert run(c, execute() + SYNC) == [Z_I]
+        assert run(c, bind(["1"], stmt="q") + execute() + SYNC) == \
+            ["2", row("1", "7", "8"), tag("SELECT 1"), Z_I]
+
+
+def test_error_before_an_eviction_keeps_the_cache_right(pgtide):
+    """max_prepared_statements = 1: a batch fails before the Close that would evict a
+    statement; the server still has it, and pgtide must not Parse it again blindly."""
+    p = pgtide.start({**TX, "default_pool_size": 1, "max_prepared_statements": 1})
+    with login(p) as c:
+        assert run(c, parse("select 'a'", "a") + parse("select 'b'", "b") + SYNC) == \
+            ["1", "1", Z_I]
+        assert run(c, bind(stmt="b") + execute() + SYNC) == ["2", row("b"), tag("SELECT 1"), Z_I]
+        assert run(c, bind(stmt="nope") + bind(stmt="a") + execute() + SYNC) == \
+            [missing_err("nope"), Z_I]
+        for n in ("b", "a", "b"):
+            assert run(c, bind(stmt=n) + execute() + SYNC) == \
+                ["2", row(n), tag("SELECT 1"), Z_I], n
 
 
 # ---- unnamed statements and portals ----------------------------------------------------------

@@ -563,3 +563,41 @@ def test_pin_session_state_off_still_cleans_before_the_next_client(pgtide, pg):
                         "(select count(*) from pg_locks where locktype = 'advisory')").fetchone()
         assert got == (pid_a, 0, 0), got
         assert advisory_holders(pg, 4711) == []
+
+
+@pgtide_only
+@pytest.mark.parametrize("named", [False, True])
+def test_pin_session_state_error_in_a_pipeline(pgtide, named):
+    """A refused statement behind one that already failed in the same batch: the server skips
+    both, the client sees the first error only, and the connection goes on."""
+    p = pgtide.start({**TX, "default_pool_size": 1, "pin_session_state": "error"})
+    name = "lst" if named else ""
+    with p.raw() as c:
+        assert c.login("app", "app", "app").ok
+
+        def batch(*sqls):
+            data = b""
+            for sql in sqls:
+                data += h.parse_msg(sql, name if "listen" in sql else "") + h.bind_msg(
+                    stmt=name if "listen" in sql else "") + h.execute_msg()
+            c.send(data + h.sync_msg())
+            got = []
+            while True:
+                t, body = c.recv_msg(timeout=5)
+                got.append(t)
+                if t == "Z":
+                    return got, body
+
+        got, st = batch("select 1/0", "listen tide_pipe")
+        assert got == ["1", "E", "Z"] and st == b"I", got  # 1/0 fails at Bind (planning)
+        got, st = batch("select 1", "listen tide_pipe")
+        assert got == ["1", "2", "D", "C", "E", "Z"] and st == b"I", got
+        # the refused statement read only after the error came back (Flush asks for it)
+        c.send(h.parse_msg("select 1/0") + h.bind_msg() + h.execute_msg() + h.flush_msg())
+        assert [c.recv_msg(timeout=5)[0] for _ in range(2)] == ["1", "E"]
+        got, st = batch("listen tide_pipe")
+        assert got == ["Z"] and st == b"I", got
+        got, st = batch("select 2")
+        assert got == ["1", "2", "D", "C", "Z"] and st == b"I", got
+        qr = raw_ok(c, "select count(*) from pg_listening_channels()")
+        assert qr.results[0][1] == [("0",)]
