@@ -62,6 +62,7 @@ struct metrics {
 	struct metrics_conn_list zombies; /* closed, freed by the reaper */
 	int n_conns;
 	bool paused; /* METRICS_MAX_CONNS reached: the listening sockets are not watched */
+	int64_t last_accept_warn; /* rate limit for accept errors (monotonic usec) */
 };
 
 static void set_accepting(struct metrics *m, bool on)
@@ -88,6 +89,9 @@ void metrics_collect(struct pt_ctx *ctx)
 
 void metrics_janitor(struct pt_ctx *ctx, int64_t now)
 {
+	struct metrics *m = ctx->metrics;
+	if (m && m->paused && m->n_conns < METRICS_MAX_CONNS)
+		set_accepting(m, true); /* after an accept error */
 	int64_t period = (int64_t)ctx->cfg.stats_period * 1000000;
 	if (now - ctx->stats_tick < period)
 		return;
@@ -664,9 +668,17 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			/* Out of descriptors or the like: the socket stays readable, so stop
+			 * watching it (the janitor looks again) instead of spinning the loop. */
+			int64_t now = pt_now();
+			if (now - m->last_accept_warn > 5 * 1000000) {
 				log_warn("metrics: accept: %s", strerror(errno));
+				m->last_accept_warn = now;
+			}
+			set_accepting(m, false);
 			return;
 		}
 		struct metrics_conn *mc = calloc(1, sizeof(*mc));

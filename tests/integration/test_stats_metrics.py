@@ -615,3 +615,33 @@ def test_metrics_listen_that_cannot_be_bound_stops_start_up(pgtide):
         assert "metrics: could not listen on 127.0.0.1:%d" % busy in p.all_output()
     finally:
         blocker.close()
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_metrics_out_of_descriptors_does_not_spin(pgtide):
+    import resource
+    p, port = start(pgtide)
+    pid = p.proc.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    # room for one scrape connection and nothing more
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (p.fd_count() + 1, old[1]))
+    try:
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+        p.wait_log("metrics: accept: Too many open files", timeout=5)
+        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(1.5)
+        busy = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        assert busy < 0.3, f"pgtide used {busy:.0%} of a CPU while out of descriptors"
+        for s in socks:
+            s.close()
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    # descriptors back: the waiting connections were dropped by their clients, new ones work
+    h.wait_for(lambda: http(port)[0] == 200, 15, what="the endpoint serving again")
+    with p.connect() as conn:
+        conn.execute("SELECT 1")
