@@ -23,6 +23,7 @@
 #include "pgtide/config.h"
 #include "pgtide/errmap.h"
 #include "pgtide/log.h"
+#include "pgtide/metrics.h"
 #include "pgtide/pin.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
@@ -41,6 +42,7 @@ enum admin_type {
 	ADMIN_INT8,
 	ADMIN_BOOL,
 	ADMIN_TIMESTAMPTZ,
+	ADMIN_NUMERIC, /* PgBouncer's type for unsigned 64-bit statistics (SHOW STATS) */
 };
 
 static const struct {
@@ -48,7 +50,7 @@ static const struct {
 	int16_t len;
 } admin_types[] = {
         [ADMIN_TEXT] = {25, -1}, [ADMIN_INT4] = {23, 4},          [ADMIN_INT8] = {20, 8},
-        [ADMIN_BOOL] = {16, 1},  [ADMIN_TIMESTAMPTZ] = {1184, 8},
+        [ADMIN_BOOL] = {16, 1},  [ADMIN_TIMESTAMPTZ] = {1184, 8}, [ADMIN_NUMERIC] = {1700, -1},
 };
 
 struct admin_col {
@@ -201,6 +203,7 @@ static void show_help(struct client *c, struct pbuf *b)
 	        "Console usage",
 	        "\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION",
 	        "\tSHOW LISTS|MEM|STATE",
+	        "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES",
 	        "\tSHOW ERRORS|TRANSACTIONS",
 	        "\tSET key = arg",
 	        "\tRELOAD",
@@ -956,6 +959,143 @@ static void show_fake_param(struct client *c, struct pbuf *b, int i)
 	put_command_complete(b, "SHOW");
 }
 
+/* ---- SHOW STATS, STATS_TOTALS, STATS_AVERAGES: per database, as PgBouncer 1.18 ---- */
+
+static void rs_u64(struct admin_rs *r, uint64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	rs_text(r, buf);
+}
+
+static int cmp_pool_db(const void *a, const void *b)
+{
+	const struct pool *x = *(const struct pool *const *)a, *y = *(const struct pool *const *)b;
+	return strcmp(x->db_name, y->db_name);
+}
+
+/* The counters of one database: its pools' totals and what the last stats_period added. */
+struct admin_db_stats {
+	const char *name;
+	struct stats_counts total;
+	struct stats_counts period;
+};
+
+/*
+ * Sums the pools by database name, in name order. Returns how many databases are in *out
+ * (malloc'ed), or -1 on OOM.
+ */
+static int collect_db_stats(struct pt_ctx *ctx, struct admin_db_stats **out)
+{
+	metrics_collect(ctx); /* socket bytes up to date */
+	size_t n = 0;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	n++;
+	*out = NULL;
+	if (n == 0)
+		return 0;
+	const struct pool **v = malloc(n * sizeof(*v));
+	struct admin_db_stats *dbs = calloc(n, sizeof(*dbs));
+	if (!v || !dbs) {
+		free(v);
+		free(dbs);
+		return -1;
+	}
+	size_t i = 0;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	v[i++] = p;
+	qsort(v, n, sizeof(*v), cmp_pool_db);
+	int nd = 0;
+	for (i = 0; i < n; i++) {
+		if (nd == 0 || strcmp(dbs[nd - 1].name, v[i]->db_name) != 0)
+			dbs[nd++].name = v[i]->db_name;
+		stats_counts_add(&dbs[nd - 1].total, &v[i]->stats);
+		stats_counts_add(&dbs[nd - 1].period, &v[i]->stats_period);
+	}
+	free(v);
+	*out = dbs;
+	return nd;
+}
+
+static void rs_counts(struct admin_rs *r, const struct stats_counts *s)
+{
+	rs_u64(r, s->xact_count);
+	rs_u64(r, s->query_count);
+	rs_u64(r, s->bytes_received);
+	rs_u64(r, s->bytes_sent);
+	rs_u64(r, s->xact_time);
+	rs_u64(r, s->query_time);
+	rs_u64(r, s->wait_time);
+}
+
+/* which: 't' totals, 'a' averages, 's' both (SHOW STATS). */
+static void show_stats_of(struct client *c, struct pbuf *b, char which)
+{
+	static const struct admin_col all[] = {
+	        {"database", ADMIN_TEXT},
+	        {"total_xact_count", ADMIN_NUMERIC},
+	        {"total_query_count", ADMIN_NUMERIC},
+	        {"total_received", ADMIN_NUMERIC},
+	        {"total_sent", ADMIN_NUMERIC},
+	        {"total_xact_time", ADMIN_NUMERIC},
+	        {"total_query_time", ADMIN_NUMERIC},
+	        {"total_wait_time", ADMIN_NUMERIC},
+	        {"avg_xact_count", ADMIN_NUMERIC},
+	        {"avg_query_count", ADMIN_NUMERIC},
+	        {"avg_recv", ADMIN_NUMERIC},
+	        {"avg_sent", ADMIN_NUMERIC},
+	        {"avg_xact_time", ADMIN_NUMERIC},
+	        {"avg_query_time", ADMIN_NUMERIC},
+	        {"avg_wait_time", ADMIN_NUMERIC},
+	};
+	static const struct admin_col part[] = {
+	        {"database", ADMIN_TEXT},       {"xact_count", ADMIN_NUMERIC},
+	        {"query_count", ADMIN_NUMERIC}, {"bytes_received", ADMIN_NUMERIC},
+	        {"bytes_sent", ADMIN_NUMERIC},  {"xact_time", ADMIN_NUMERIC},
+	        {"query_time", ADMIN_NUMERIC},  {"wait_time", ADMIN_NUMERIC},
+	};
+	const struct admin_col *cols = which == 's' ? all : part;
+	int n = which == 's' ? (int)(sizeof(all) / sizeof(all[0]))
+	                     : (int)(sizeof(part) / sizeof(part[0]));
+	struct admin_db_stats *dbs;
+	int nd = collect_db_stats(c->ctx, &dbs);
+	if (nd < 0) {
+		admin_error(c, b, "53200", "out of memory");
+		return;
+	}
+	struct admin_rs r;
+	rs_begin(&r, b, cols, n);
+	for (int i = 0; i < nd; i++) {
+		struct stats_counts avg;
+		stats_average(&avg, &dbs[i].period, c->ctx->stats_period_usec);
+		rs_row(&r, n);
+		rs_text(&r, dbs[i].name);
+		if (which != 'a')
+			rs_counts(&r, &dbs[i].total);
+		if (which != 't')
+			rs_counts(&r, &avg);
+		rs_row_end(&r);
+	}
+	free(dbs);
+	put_command_complete(b, "SHOW");
+}
+
+static void show_stats(struct client *c, struct pbuf *b)
+{
+	show_stats_of(c, b, 's');
+}
+
+static void show_stats_totals(struct client *c, struct pbuf *b)
+{
+	show_stats_of(c, b, 't');
+}
+
+static void show_stats_averages(struct client *c, struct pbuf *b)
+{
+	show_stats_of(c, b, 'a');
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct client *c, struct pbuf *b);
@@ -971,7 +1111,9 @@ static const struct {
         {"lists", show_lists},
         {"mem", show_mem},
         {"state", show_state},
-        /* SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS: from stats.c (its own issue) */
+        {"stats", show_stats},
+        {"stats_totals", show_stats_totals},
+        {"stats_averages", show_stats_averages},
         {"errors", show_errors},
         {"transactions", show_transactions},
 };

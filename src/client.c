@@ -268,6 +268,7 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 	if (sqlstate && !c->io.closed && !c->io.failed)
 		send_fatal(c, sqlstate, why);
 
+	client_stats_fold(c);
 	/* Its server will roll back whatever transaction the client left open. */
 	if (c->txn.depth > 0 && c->txn.counts)
 		c->txn.counts->rollbacks++;
@@ -298,6 +299,20 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 		c->auth = NULL;
 	}
 	pt_schedule_reaper(ctx);
+}
+
+void client_stats_fold(struct client *c)
+{
+	if (!c->stats_on || !c->pool)
+		return;
+	struct stats_counts *sc = &c->pool->stats;
+	sc->bytes_received += c->io.bytes_in - c->stats_in;
+	c->stats_in = c->io.bytes_in;
+	/* stats_out is ahead of bytes_out while login bytes are still queued. */
+	if (c->io.bytes_out > c->stats_out) {
+		sc->bytes_sent += c->io.bytes_out - c->stats_out;
+		c->stats_out = c->io.bytes_out;
+	}
 }
 
 void client_free(struct client *c)
@@ -514,6 +529,11 @@ static void send_login(struct client *c)
 	proto_build_backend_key(b, c->cancel_pid, c->cancel_key);
 	proto_build_ready(b, 'I');
 	send_scratch(c);
+	/* SHOW STATS bytes start here: what follows the login's ReadyForQuery, including a query
+	 * already read behind it and login bytes still queued for the socket. */
+	c->stats_on = true;
+	c->stats_in = c->io.bytes_in - io_in_len(&c->io);
+	c->stats_out = c->io.bytes_out + io_outq_len(&c->io);
 	c->login_pending = false;
 	if (!c->login_params) {
 		c->login_params = c->params;
@@ -750,6 +770,8 @@ static void request_sent(struct server *s)
 	if (s->rfq_pending++ == 0) {
 		s->query_start = pt_now();
 		s->query_cancel_sent = false;
+		if (s->txn_status == 'I')
+			s->xact_start = s->query_start; /* it starts a transaction (SHOW STATS) */
 	}
 }
 

@@ -73,6 +73,7 @@ struct config_setting {
 static bool config_check_error_kind_field(const char *value, char *why, size_t why_len);
 static bool config_check_log_level(const char *value, char *why, size_t why_len);
 static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
+static bool config_check_metrics_listen(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -130,7 +131,9 @@ static const struct config_setting config_settings[] = {
         S_STRING_CHECK(error_kind_field, "K", config_check_error_kind_field),
         S_STRING_CHECK(log_error_kinds, "log", config_check_log_level),
         S_STRING_CHECK(pin_session_state, "on", config_check_pin_mode),
-        S_STRING(metrics_listen, ""),
+        S_STRING_CHECK(metrics_listen, "", config_check_metrics_listen),
+        S_INT(stats_period, "60", 1, 86400),
+        S_BOOL(log_stats, "1"),
 };
 
 #define CONFIG_N_SETTINGS (sizeof(config_settings) / sizeof(config_settings[0]))
@@ -153,8 +156,6 @@ static const char *const config_fixed_settings[] = {
 static const char *const config_unimplemented_keys[] = {
         "server_round_robin",
         "disable_pqexec",
-        "stats_period",
-        "log_stats",
         "dns_max_ttl",
         "dns_nxdomain_ttl",
         "dns_zone_check_period",
@@ -650,6 +651,19 @@ static bool config_check_pin_mode(const char *value, char *why, size_t why_len)
 	if (pin_mode_valid(value))
 		return true;
 	snprintf(why, why_len, "invalid pin_session_state '%.100s' (use on, off or error)", value);
+	return false;
+}
+
+static bool config_check_metrics_listen(const char *value, char *why, size_t why_len)
+{
+	char host[CONFIG_HOST_MAX];
+	int port;
+	if (!value[0] || config_split_host_port(value, host, sizeof(host), &port))
+		return true;
+	snprintf(why, why_len,
+	         "invalid metrics_listen '%.100s' (use HOST:PORT, [IPv6]:PORT or *:PORT, or empty "
+	         "for off)",
+	         value);
 	return false;
 }
 
@@ -1615,6 +1629,40 @@ bool config_list_contains(const char *list, const char *name)
 			return true;
 	}
 	return false;
+}
+
+bool config_split_host_port(const char *value, char *host, size_t host_len, int *port)
+{
+	const char *colon, *h = value;
+	size_t n;
+	if (value[0] == '[') {
+		const char *close = strchr(value, ']');
+		if (!close || close[1] != ':')
+			return false;
+		h = value + 1;
+		n = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(value, ':');
+		if (!colon || memchr(value, ':', (size_t)(colon - value)))
+			return false; /* an IPv6 address needs its brackets */
+		n = (size_t)(colon - value);
+	}
+	if (n == 0 || n >= host_len)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (config_is_space(h[i]) || h[i] == '[' || h[i] == ']' || h[i] == '/')
+			return false;
+	char *end;
+	errno = 0;
+	long p = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || p < 1 || p > 65535 ||
+	    !(colon[1] >= '0' && colon[1] <= '9'))
+		return false;
+	memcpy(host, h, n);
+	host[n] = 0;
+	*port = (int)p;
+	return true;
 }
 
 static const char *config_name_of(const struct config_name *names, int value)

@@ -19,6 +19,7 @@
 #include "pgtide/client.h"
 #include "pgtide/listener.h"
 #include "pgtide/log.h"
+#include "pgtide/metrics.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
 #include "pgtide/server.h"
@@ -305,6 +306,8 @@ bool pt_reload(struct pt_ctx *ctx)
 	    strcmp(nc.unix_socket_dir ? nc.unix_socket_dir : "",
 	           ctx->cfg.unix_socket_dir ? ctx->cfg.unix_socket_dir : "") != 0)
 		log_warn("listen_addr, listen_port and unix_socket_dir change only at restart");
+	char *old_metrics = ctx->cfg.metrics_listen;
+	ctx->cfg.metrics_listen = NULL; /* kept for metrics_reload */
 	config_free(&ctx->cfg);
 	ctx->cfg = nc;
 	auth_userlist_free(&ctx->users);
@@ -318,6 +321,9 @@ bool pt_reload(struct pt_ctx *ctx)
 		pool_refresh(p);
 		pool_kick(p); /* a larger pool serves its waiting clients now */
 	}
+	if (ctx->phase != PT_SHUTDOWN_NOW)
+		metrics_reload(ctx, old_metrics);
+	free(old_metrics);
 	log_info("configuration reloaded");
 	return true;
 }
@@ -331,6 +337,7 @@ static void shutdown_now(struct pt_ctx *ctx, const char *why)
 	log_info("shutting down: %s", why);
 	ctx->phase = PT_SHUTDOWN_NOW;
 	listener_close_all(ctx);
+	metrics_stop_listening(ctx);
 	struct client *c;
 	while ((c = TAILQ_FIRST(&ctx->clients)) != NULL)
 		client_close(c, "57P01", "terminating connection due to administrator command");
@@ -365,6 +372,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 	io_run_deferred(ctx);
 	pool_run_kicks(ctx);
 	io_run_deferred(ctx);
+	metrics_reap(ctx);
 	struct client *c;
 	while ((c = TAILQ_FIRST(&ctx->zombie_clients)) != NULL) {
 		TAILQ_REMOVE(&ctx->zombie_clients, c, all_link);
@@ -400,6 +408,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	pool_janitor(p, now);
 	if (!TAILQ_EMPTY(&ctx->admin_clients))
 		admin_tick(ctx); /* a SUSPEND's buffers may be flushed */
+	metrics_janitor(ctx, now);
 	if (ctx->phase == PT_SHUTDOWN_WAIT) {
 		if (ctx->n_clients == 0)
 			shutdown_now(ctx, "all clients have left");
@@ -475,6 +484,8 @@ static bool daemonize(const char *pidfile)
 static void free_ctx(struct pt_ctx *ctx)
 {
 	reaper_cb(-1, 0, ctx);
+	listener_close_all(ctx); /* open when start-up failed after them (metrics_open) */
+	metrics_free(ctx);
 	struct pool *p;
 	while ((p = TAILQ_FIRST(&ctx->pools)) != NULL) {
 		TAILQ_REMOVE(&ctx->pools, p, link);
@@ -601,10 +612,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ctx.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (!listener_open_all(&ctx)) {
+	if (!listener_open_all(&ctx) || !metrics_open(&ctx)) {
 		free_ctx(&ctx);
 		return 1;
 	}
+	ctx.stats_tick = pt_now();
 	if (ctx.cli.daemonize && !daemonize(ctx.cfg.pidfile)) {
 		log_fatal("could not daemonize: %s", strerror(errno));
 		free_ctx(&ctx);

@@ -421,6 +421,7 @@ bool pool_need_welcome(struct pool *p, struct client *c)
 		return false;
 	}
 	client_set_state(c, CLIENT_LOGIN_WAIT);
+	c->wait_start = pt_now();
 	if (p->n_connecting == 0 && pool_server_count(p) > 0 && p->n_idle == 0) {
 		/* Every server is busy; one will become idle and bring no welcome: open one. */
 	}
@@ -460,7 +461,9 @@ void pool_server_connected(struct pool *p, struct server *s)
 	}
 	/* Logins that waited for the welcome can finish now. */
 	struct client *c;
+	int64_t now = pt_now();
 	while ((c = TAILQ_FIRST(&p->login_wait)) != NULL) {
+		p->stats.wait_time += (uint64_t)(now - c->wait_start);
 		client_set_state(c, CLIENT_IDLE);
 		client_login_complete(c);
 	}
@@ -487,7 +490,8 @@ void pool_server_connect_failed(struct pool *p, const char *sqlstate, const char
 
 static void link_client(struct pool *p, struct client *c, struct server *s)
 {
-	(void)p;
+	if (c->state == CLIENT_WAITING) /* SHOW STATS wait_time, added when the wait ends */
+		p->stats.wait_time += (uint64_t)(pt_now() - c->wait_start);
 	client_set_state(c, CLIENT_ACTIVE);
 	server_link(s, c);
 }

@@ -843,9 +843,22 @@ static enum pump_action relay_reply(struct server *s, char type, const uint8_t *
 		s->txn_status = st;
 		s->last_ready = now;
 		txn_on_ready(&s->client->txn, st);
-		if (s->rfq_pending > 0 && --s->rfq_pending > 0) {
-			s->query_start = now; /* the next pipelined request is running now */
-			s->query_cancel_sent = false;
+		if (s->rfq_pending > 0) {
+			/* A request of the client's is done: a query, and at 'I' a transaction. */
+			struct stats_counts *sc = &s->pool->stats;
+			sc->query_count++;
+			sc->query_time += (uint64_t)(now - s->query_start);
+			if (st == 'I') {
+				sc->xact_count++;
+				sc->xact_time += (uint64_t)(now - s->xact_start);
+			}
+			if (--s->rfq_pending > 0) {
+				/* The next pipelined request is running now. */
+				s->query_start = now;
+				s->query_cancel_sent = false;
+				if (st == 'I')
+					s->xact_start = now;
+			}
 		}
 		s->copy_in = false;
 		if (s->rfq_pending == 0 && (s->restore_all || s->n_restore > 0)) {

@@ -74,6 +74,9 @@ struct client {
 	struct txn txn;         /* transaction depth, savepoints, isolation (see txn.h) */
 	struct prep_names prep; /* its named prepared statements (transaction pooling) */
 	unsigned pin_kinds;     /* session state that keeps it on its server (pin.h); 0: none */
+	bool stats_on;          /* logged in: its socket bytes count in its pool's stats */
+	uint64_t stats_in;      /* io.bytes_in already counted (or sent before login) */
+	uint64_t stats_out;     /* io.bytes_out likewise, bytes queued at login included */
 };
 
 /* Accepts a new client on fd (already non-blocking). */
@@ -142,6 +145,9 @@ void client_own_error(struct client *c, const char *severity, const char *sqlsta
  * (see client.c), appends pgtide's 0A000 for it to out and returns true.
  */
 bool client_refused_error(struct client *c, const struct proto_error *e, struct pbuf *out);
+
+/* Adds the bytes c's socket carried since the last call to its pool's stats (after login). */
+void client_stats_fold(struct client *c);
 
 /* Frees a closed client (reaper). */
 void client_free(struct client *c);

@@ -113,7 +113,9 @@ struct config {
 	char *log_error_kinds;   /* level of the line logged per classified error: off, debug, log
 	                          * (default), warning */
 	char *pin_session_state; /* on (default), off, error: see pin.h */
-	char *metrics_listen;    /* "" = off */
+	char *metrics_listen;    /* "" = off; HOST:PORT of the Prometheus endpoint (metrics.h) */
+	int stats_period;        /* default 60 s: SHOW STATS averages cover this long */
+	bool log_stats;          /* default on: log the averages every stats_period */
 
 	struct config_db *dbs;
 	size_t n_dbs;
@@ -174,6 +176,15 @@ const struct config_db *config_find_db(const struct config *cfg, const char *nam
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
 /* Value of a connection keyword in db, or NULL. */
 const char *config_db_conn_get(const struct config_db *db, const char *key);
+/* Longest host part of a HOST:PORT setting. */
+#define CONFIG_HOST_MAX 256
+
+/*
+ * Splits "HOST:PORT", "[IPv6]:PORT" or "*:PORT" (metrics_listen). Returns false for anything
+ * else (no port, port outside 1..65535, an IPv6 address without brackets, spaces).
+ */
+bool config_split_host_port(const char *value, char *host, size_t host_len, int *port);
+
 /* True if name appears in a comma-separated list (admin_users, stats_users). */
 bool config_list_contains(const char *list, const char *name);
 

@@ -152,6 +152,15 @@ void io_write(struct io *io, const void *data, size_t len);
 /* Sends the bytes already decided FORWARD (before unlinking the peer). */
 void io_flush_pending(struct io *io);
 
+/*
+ * Asks for on_drained once the out-queue has been written out (for an owner that closes
+ * after its last bytes, seeing io_outq_len() > 0).
+ */
+static inline void io_notify_drained(struct io *io)
+{
+	io->notify_drain = true;
+}
+
 /* Bytes queued but not yet written. */
 static inline size_t io_outq_len(const struct io *io)
 {

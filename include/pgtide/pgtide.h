@@ -24,6 +24,7 @@ struct server;
 struct pool;
 struct listener;
 struct cancel_table;
+struct metrics;
 
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(server_list, server);
@@ -82,7 +83,11 @@ struct pt_ctx {
 	struct pool **kick_pools; /* pools whose waiting clients should be served (pool_kick) */
 	size_t n_kick_pools, cap_kick_pools;
 
-	struct event *janitor; /* periodic: timeouts, idle servers, min_pool_size */
+	struct event *janitor; /* periodic: timeouts, idle servers, min_pool_size, stats_period */
+	int64_t stats_tick;    /* monotonic usec of the last stats_period tick (or of the start) */
+	int64_t stats_period_usec; /* length of the last complete stats_period; 0 before the first
+	                            */
+	struct metrics *metrics;   /* the Prometheus endpoint and its scrapes (metrics.h) */
 	struct event *sig_hup, *sig_term, *sig_int;
 	enum pt_phase phase;
 	enum pt_pause pause_mode;

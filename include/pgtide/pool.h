@@ -12,6 +12,7 @@
 #include "pgtide/client.h"
 #include "pgtide/config.h"
 #include "pgtide/params.h"
+#include "pgtide/stats.h"
 #include "pgtide/txn.h"
 #include "pgtide/server.h"
 #include "pgtide/pgtide.h"
@@ -54,6 +55,11 @@ struct pool {
 	               * ones closed; waiting clients wait until RESUME (pool_apply_pause) */
 
 	struct txn_counts txn; /* its clients' transactions, as their trackers saw them */
+
+	/* SHOW STATS (stats.h). Bytes lag behind the sockets until metrics_collect. */
+	struct stats_counts stats;
+	struct stats_counts stats_mark;   /* stats at the last stats_period tick */
+	struct stats_counts stats_period; /* what the last complete stats_period added */
 
 	struct params welcome; /* ParameterStatus set from the first server, for logins */
 	/* The last login's startup parameters and the set they made: a storm of identical logins

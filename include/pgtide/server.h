@@ -75,6 +75,7 @@ struct server {
 	int n_custom;
 
 	int64_t query_start;    /* when the client's oldest pending request was sent */
+	int64_t xact_start;     /* when the transaction's first request started (SHOW STATS) */
 	bool query_cancel_sent; /* query_timeout already cancelled it */
 	int64_t txn_start;      /* when the transaction began (ReadyForQuery went I -> T/E) */
 	int64_t last_ready;     /* when the last ReadyForQuery arrived */

@@ -656,9 +656,12 @@ class RawConn:
         self.timeout = timeout
         self.buf = b""
         self.eof = False
+        self.bytes_sent = 0      # every byte written to and read from the socket, for tests
+        self.bytes_received = 0  # that check pgtide's byte counters exactly
 
     def send(self, data):
         self.sock.sendall(data)
+        self.bytes_sent += len(data)
 
     def close(self):
         try:
@@ -697,6 +700,7 @@ class RawConn:
         if not chunk:
             self.eof = True
             raise EOFError("connection closed by peer")
+        self.bytes_received += len(chunk)
         self.buf += chunk
 
     def recv_exact(self, n, timeout=None):

@@ -174,6 +174,8 @@ static void test_defaults(void)
 	        {"log_error_kinds", "log"},
 	        {"pin_session_state", "on"},
 	        {"metrics_listen", ""},
+	        {"stats_period", "60"},
+	        {"log_stats", "1"},
 	};
 	struct config cfg;
 	struct parsed empty = {0};
@@ -268,6 +270,12 @@ static void test_values_ok(void)
 	        {"verbose = 2", "verbose", "2"},
 	        {"admin_users = admin, ops", "admin_users", "admin, ops"},
 	        {"metrics_listen = 127.0.0.1:9127", "metrics_listen", "127.0.0.1:9127"},
+	        {"metrics_listen = [::1]:9127", "metrics_listen", "[::1]:9127"},
+	        {"metrics_listen = *:9127", "metrics_listen", "*:9127"},
+	        {"metrics_listen = localhost:1", "metrics_listen", "localhost:1"},
+	        {"metrics_listen =", "metrics_listen", ""},
+	        {"stats_period = 1", "stats_period", "1"},
+	        {"log_stats = off", "log_stats", "0"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -394,6 +402,26 @@ static void test_errors(void)
 	         "invalid level 'loud' (use off, debug, log or warning)"},
 	        {"[pgtide]\npin_session_state = yes\n", false, 2, "pin_session_state",
 	         "invalid pin_session_state 'yes' (use on, off or error)"},
+	        {"[pgtide]\nmetrics_listen = 9127\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen '9127'"},
+	        {"[pgtide]\nmetrics_listen = 127.0.0.1:\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = :9127\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = 127.0.0.1:65536\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = 127.0.0.1:0\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = 127.0.0.1:91x\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = 127.0.0.1:+80\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = ::1:9127\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nmetrics_listen = [::1]9127\n", false, 2, "metrics_listen",
+	         "invalid metrics_listen"},
+	        {"[pgtide]\nstats_period = 0\n", false, 2, "stats_period",
+	         "out of range (1..86400)"},
 	        {"listen_port = 1\n", false, 1, "listen_port", "outside any section"},
 	        {"; header comment\n\napp = host=x\n[databases]\n", false, 3, "app",
 	         "outside any section"},
@@ -464,8 +492,8 @@ static void test_warnings(void)
 	        {"[pgtide]\nserver_tls13_ciphers = x\n", 1, 2, "server_tls13_ciphers",
 	         "not implemented, ignored"},
 	        {"[pgtide]\nno_such_key = 1\n", 1, 2, "no_such_key", "unknown key, ignored"},
-	        {"[pgtide]\n\nstats_period = 60\nfoo = 1\nlisten_port = 7000\n", 2, 3,
-	         "stats_period", "not implemented, ignored"},
+	        {"[pgtide]\n\ndns_max_ttl = 15\nfoo = 1\nlisten_port = 7000\n", 2, 3, "dns_max_ttl",
+	         "not implemented, ignored"},
 	        {"[peers]\n1 = host=x\n", 1, 1, NULL, "[peers] is not implemented, ignored"},
 	        {"[weird]\nanything = at all\n", 1, 1, NULL, "unknown section [weird], ignored"},
 	        {"[databases]\napp = host=a\napp = host=b\n", 1, 3, "app",
@@ -911,7 +939,7 @@ static void test_round_trip(void)
 	         "extra_float_digits,options\napplication_name_add_host = yes\n"
 	         "tcp_keepalive = no\ntcp_keepidle = 60\ntcp_keepintvl = 10\ntcp_keepcnt = 4\n"
 	         "max_prepared_statements = 0\nerror_kind_field =\n"
-	         "metrics_listen = 127.0.0.1:9127\n"},
+	         "metrics_listen = 127.0.0.1:9127\nstats_period = 15\nlog_stats = off\n"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
