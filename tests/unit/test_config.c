@@ -1207,7 +1207,10 @@ static void test_set(void)
 	        {"listen_port", "7000", CONFIG_SET_FIXED, "listen_port", NULL, NULL},
 	        {"unix_socket_dir", "/tmp", CONFIG_SET_FIXED, "unix_socket_dir", NULL, NULL},
 	        {"pkt_buf", "8192", CONFIG_SET_FIXED, "pkt_buf", NULL, NULL},
-	        {"stats_period", "30", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"stats_period", "30", CONFIG_SET_OK, "stats_period", "30", NULL},
+	        {"pin_session_state", "error", CONFIG_SET_OK, "pin_session_state", "error", NULL},
+	        {"pin_session_state", "maybe", CONFIG_SET_INVALID, "pin_session_state", NULL,
+	         "invalid pin_session_state"},
 	        {"client_tls_sslmode", "require", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
