@@ -748,7 +748,7 @@ def test_set_and_show_config(pgtide, pg):
         refused(adm, "SET default_pool_size = 'x'", "22023",
                 'invalid value for parameter "default_pool_size"')
         refused(adm, "SET default_pool_size = 0", "22023", "out of range")
-        refused(adm, "SET stats_period = 30", "0A000", "not implemented by pgtide")
+        refused(adm, "SET server_round_robin = 1", "0A000", "not implemented by pgtide")
         refused(adm, "SET = 1", "42601")
         refused(adm, "SET default_pool_size 3", "42601")
         assert config(adm)["default_pool_size"][0] == "1"
