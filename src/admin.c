@@ -386,7 +386,7 @@ static void show_clients(struct client *self, struct pbuf *b)
 			buf[0] = 0;
 		rs_text(&r, buf);
 		rs_int(&r, 0);
-		rs_text(&r, "");
+		rs_text(&r, tls_describe(&c->io, buf, sizeof(buf)));
 		rs_text(&r, app ? app : "");
 		rs_int(&r, c->prep.n);
 		rs_int(&r, (int64_t)c->id);

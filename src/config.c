@@ -73,6 +73,8 @@ struct config_setting {
 static bool config_check_error_kind_field(const char *value, char *why, size_t why_len);
 static bool config_check_log_level(const char *value, char *why, size_t why_len);
 static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
+static bool config_check_sslmode(const char *value, char *why, size_t why_len);
+static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -131,6 +133,17 @@ static const struct config_setting config_settings[] = {
         S_STRING_CHECK(log_error_kinds, "log", config_check_log_level),
         S_STRING_CHECK(pin_session_state, "on", config_check_pin_mode),
         S_STRING(metrics_listen, ""),
+        S_STRING_CHECK(client_tls_sslmode, "disable", config_check_sslmode),
+        S_STRING(client_tls_key_file, ""),
+        S_STRING(client_tls_cert_file, ""),
+        S_STRING(client_tls_ca_file, ""),
+        S_STRING_CHECK(client_tls_protocols, "secure", config_check_tls_protocols),
+        S_STRING(client_tls_ciphers, "fast"),
+        S_STRING_CHECK(server_tls_sslmode, "disable", config_check_sslmode),
+        S_STRING(server_tls_ca_file, ""),
+        S_STRING(server_tls_key_file, ""),
+        S_STRING(server_tls_cert_file, ""),
+        S_STRING_CHECK(server_tls_protocols, "secure", config_check_tls_protocols),
 };
 
 #define CONFIG_N_SETTINGS (sizeof(config_settings) / sizeof(config_settings[0]))
@@ -176,25 +189,13 @@ static const char *const config_unimplemented_keys[] = {
         NULL,
 };
 
-/* TLS settings: kept apart so each one can move into config_settings as TLS lands. */
+/*
+ * PgBouncer TLS settings pgtide does not act on: OpenSSL's defaults apply (key exchange groups,
+ * TLS 1.3 cipher suites), and libpq, which opens server connections, has no cipher setting.
+ */
 static const char *const config_unimplemented_tls_keys[] = {
-        "client_tls_sslmode",
-        "client_tls_key_file",
-        "client_tls_cert_file",
-        "client_tls_ca_file",
-        "client_tls_protocols",
-        "client_tls_ciphers",
-        "client_tls13_ciphers",
-        "client_tls_ecdhcurve",
-        "client_tls_dheparams",
-        "server_tls_sslmode",
-        "server_tls_ca_file",
-        "server_tls_key_file",
-        "server_tls_cert_file",
-        "server_tls_protocols",
-        "server_tls_ciphers",
-        "server_tls13_ciphers",
-        NULL,
+        "client_tls13_ciphers", "client_tls_ecdhcurve", "client_tls_dheparams",
+        "server_tls_ciphers",   "server_tls13_ciphers", NULL,
 };
 
 struct config_name {
@@ -642,6 +643,110 @@ static bool config_check_pin_mode(const char *value, char *why, size_t why_len)
 	return false;
 }
 
+static const struct config_name config_sslmodes[] = {
+        {"disable", CONFIG_SSLMODE_DISABLE},
+        {"allow", CONFIG_SSLMODE_ALLOW},
+        {"prefer", CONFIG_SSLMODE_PREFER},
+        {"require", CONFIG_SSLMODE_REQUIRE},
+        {"verify-ca", CONFIG_SSLMODE_VERIFY_CA},
+        {"verify-full", CONFIG_SSLMODE_VERIFY_FULL},
+        {NULL, 0},
+};
+
+bool config_sslmode_parse(const char *value, enum config_sslmode *out)
+{
+	int v;
+
+	if (!value || !config_lookup(config_sslmodes, value, &v))
+		return false;
+	*out = (enum config_sslmode)v;
+	return true;
+}
+
+static bool config_check_sslmode(const char *value, char *why, size_t why_len)
+{
+	enum config_sslmode m;
+
+	if (config_sslmode_parse(value, &m))
+		return true;
+	snprintf(why, why_len,
+	         "invalid sslmode '%.100s' (use disable, allow, prefer, require, verify-ca or "
+	         "verify-full)",
+	         value);
+	return false;
+}
+
+bool config_tls_protocols_parse(const char *value, unsigned *mask)
+{
+	static const struct config_name words[] = {
+	        {"tlsv1.0", CONFIG_TLS_V1_0},
+	        {"tlsv1.1", CONFIG_TLS_V1_1},
+	        {"tlsv1.2", CONFIG_TLS_V1_2},
+	        {"tlsv1.3", CONFIG_TLS_V1_3},
+	        {"all", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"legacy", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"secure", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"default", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {NULL, 0},
+	};
+	const unsigned every =
+	        CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3;
+	unsigned m = 0;
+	bool any = false;
+	const char *p = value;
+
+	if (!value)
+		return false;
+	for (;;) {
+		char word[16];
+		size_t n = 0;
+		bool negate = false;
+		int bits;
+
+		while (*p == ',' || *p == ':' || config_is_space(*p))
+			p++;
+		if (!*p)
+			break;
+		if (*p == '!') {
+			negate = true;
+			p++;
+		}
+		while (*p && *p != ',' && *p != ':' && !config_is_space(*p)) {
+			if (n + 1 >= sizeof(word))
+				return false;
+			word[n++] = *p++;
+		}
+		word[n] = '\0';
+		if (!config_lookup(words, word, &bits))
+			return false;
+		/* "!tlsv1.0" alone means every version but that one, as in PgBouncer. */
+		if (negate && !any)
+			m = every;
+		if (negate)
+			m &= ~(unsigned)bits;
+		else
+			m |= (unsigned)bits;
+		any = true;
+	}
+	if (m == 0)
+		return false;
+	*mask = m;
+	return true;
+}
+
+static bool config_check_tls_protocols(const char *value, char *why, size_t why_len)
+{
+	unsigned m;
+
+	if (config_tls_protocols_parse(value, &m))
+		return true;
+	snprintf(why, why_len,
+	         "invalid TLS protocol list '%.100s' (use tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, "
+	         "secure, all or legacy)",
+	         value);
+	return false;
+}
+
 /* Parses value into the field s describes. Leaves the field untouched unless it succeeds. */
 static enum config_value_result config_setting_parse(const struct config_setting *s,
                                                      struct config *cfg, const char *value,
@@ -972,15 +1077,6 @@ static void config_handle_db(struct config_parse_ctx *ctx, const char *name, con
 			             "database '%s': unknown connection keyword '%.100s'", name,
 			             kv[i].key);
 			goto out;
-		} else if (strcmp(kv[i].key, "sslmode") == 0 &&
-		           (strcmp(kv[i].value, "require") == 0 ||
-		            strncmp(kv[i].value, "verify-", 7) == 0)) {
-			/* Refused rather than ignored: the user asked for encryption. */
-			config_error(
-			        ctx, CONFIG_ERROR, file, line, name,
-			        "database '%s': sslmode=%s: TLS to the server is not supported yet",
-			        name, kv[i].value);
-			goto out;
 		} else if (!config_db_add_conn(&db, &cap, kv[i].key, kv[i].value)) {
 			goto oom;
 		}
@@ -1121,16 +1217,9 @@ static void config_handle_setting(struct config_parse_ctx *ctx, const char *key,
 			config_oom(ctx, file, line, s->name);
 			break;
 		}
-	} else if ((strcasecmp(key, "client_tls_sslmode") == 0 ||
-	            strcasecmp(key, "server_tls_sslmode") == 0) &&
-	           (strcmp(value, "require") == 0 || strncmp(value, "verify-", 7) == 0)) {
-		/* A file that demands TLS must not get plain TCP from us silently. */
-		config_error(ctx, CONFIG_ERROR, file, line, key, "%s: TLS is not supported yet",
-		             value);
 	} else if (config_in_list(config_unimplemented_tls_keys, key, true)) {
-		/* Said loudly: a pgbouncer.ini that asks for TLS gets plain TCP from us. */
 		config_warn(ctx, file, line, key,
-		            "not implemented, ignored (pgtide does not support TLS yet)");
+		            "not implemented, ignored (OpenSSL's or libpq's defaults apply)");
 	} else if (config_in_list(config_unimplemented_keys, key, true)) {
 		config_warn(ctx, file, line, key, "not implemented, ignored");
 	} else {
@@ -1516,7 +1605,13 @@ enum config_result config_load(struct config *cfg, const char *path, config_conn
 	if (r != CONFIG_OK)
 		goto fail;
 	if (!config_resolve_path(&cfg->auth_file, dir) ||
-	    !config_resolve_path(&cfg->logfile, dir) || !config_resolve_path(&cfg->pidfile, dir)) {
+	    !config_resolve_path(&cfg->logfile, dir) || !config_resolve_path(&cfg->pidfile, dir) ||
+	    !config_resolve_path(&cfg->client_tls_key_file, dir) ||
+	    !config_resolve_path(&cfg->client_tls_cert_file, dir) ||
+	    !config_resolve_path(&cfg->client_tls_ca_file, dir) ||
+	    !config_resolve_path(&cfg->server_tls_ca_file, dir) ||
+	    !config_resolve_path(&cfg->server_tls_key_file, dir) ||
+	    !config_resolve_path(&cfg->server_tls_cert_file, dir)) {
 		config_free(cfg);
 		config_diags_free(w, n_w);
 		w = NULL;

@@ -289,6 +289,23 @@ static bool load_all(struct pt_ctx *ctx, struct config *cfg, struct auth_userlis
 	return ok;
 }
 
+/*
+ * A new client-side TLS context for new connections, from the files as they are now (a renewed
+ * certificate at the same path counts). Established connections keep the one they were made
+ * with. If the new one cannot be built, the old one (and its client_tls_sslmode) stays.
+ */
+static void reload_tls(struct pt_ctx *ctx)
+{
+	char err[512];
+	if (!tls_load_client(&ctx->tls, &ctx->cfg, err, sizeof(err))) {
+		log_error("client TLS settings not reloaded, keeping the previous ones: %s", err);
+		return;
+	}
+	if (ctx->tls.accept_ctx)
+		log_info("client TLS reloaded: client_tls_sslmode %s, certificate %s",
+		         ctx->cfg.client_tls_sslmode, ctx->cfg.client_tls_cert_file);
+}
+
 static void reload(struct pt_ctx *ctx)
 {
 	struct config nc;
@@ -311,6 +328,7 @@ static void reload(struct pt_ctx *ctx)
 	if (!log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
 	              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 		log_error("could not reopen logfile %s: %s", ctx->cfg.logfile, strerror(errno));
+	reload_tls(ctx);
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	pool_refresh(p);
@@ -487,6 +505,7 @@ static void free_ctx(struct pt_ctx *ctx)
 	free(ctx->kick_pools);
 	config_free(&ctx->cfg);
 	auth_userlist_free(&ctx->users);
+	tls_state_free(&ctx->tls);
 	if (ctx->base)
 		event_base_free(ctx->base);
 	if (ctx->reserve_fd >= 0)
@@ -568,6 +587,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	char tls_err[512];
+	if (!tls_load_client(&ctx.tls, &ctx.cfg, tls_err, sizeof(tls_err))) {
+		log_fatal("%s", tls_err);
+		config_free(&ctx.cfg);
+		auth_userlist_free(&ctx.users);
+		return 1;
+	}
 
 	TAILQ_INIT(&ctx.pools);
 	TAILQ_INIT(&ctx.clients);

@@ -16,6 +16,7 @@
 #include "pgtide/prepared.h"
 #include "pgtide/proto.h"
 #include "pgtide/stats.h"
+#include "pgtide/tls.h"
 
 #define PGTIDE_VERSION_STRING "pgtide " PACKAGE_VERSION
 
@@ -53,6 +54,7 @@ struct pt_ctx {
 	struct cli_opts cli;
 	struct config cfg;          /* the configuration in force */
 	struct auth_userlist users; /* the user file in force */
+	struct tls_state tls;       /* the client-side TLS context in force (tls.h) */
 
 	struct listener *listeners; /* singly linked */
 	struct pool_list pools;
