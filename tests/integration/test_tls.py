@@ -601,6 +601,26 @@ def test_tls_on_both_sides_large_and_reused(pgtide, pg_ssl, tls_files):
         pg_ssl.admin_sql(f"drop table if exists {name}", db="app")
 
 
+def test_cancel_reaches_a_tls_server(pgtide, pg_ssl, tls_files):
+    """pgtide's cancel to a server it reaches over TLS (libpq sends CancelRequest on a plain
+    connection, which PostgreSQL takes whatever pg_hba.conf says), and query_timeout too."""
+    p = pgtide.start({**client_tls(tls_files, "require"), "server_tls_sslmode": "verify-full",
+                      "server_tls_ca_file": tls_files.ca_crt, "query_timeout": "1"},
+                     databases=ssl_databases(pg_ssl))
+    with psycopg.connect(p.dsn(sslmode="require"), autocommit=True) as c:
+        t = threading.Timer(0.3, c.cancel)
+        t.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("select pg_sleep(20)")
+        t.join()
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("select pg_sleep(20)")  # query_timeout = 1
+        assert time.monotonic() - t0 < 10
+        assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()"
+                         ).fetchone() == (True,)
+
+
 def test_server_tls_connection_killed(pgtide, pg_ssl, tls_files):
     """A TLS server connection that dies (pg_terminate_backend) reaches the client as an error,
     and the next client gets a fresh server."""
