@@ -430,7 +430,7 @@ static void process_startup(struct client *c, struct proto_startup *st)
 		client_close(c, "28000",
 		             "pgtide requires TLS (client_tls_sslmode = %s) for host \"%s\", user "
 		             "\"%s\", database \"%s\", no encryption",
-		             ctx->cfg.client_tls_sslmode, host, c->user, c->database);
+		             config_sslmode_name(ctx->tls.client_mode), host, c->user, c->database);
 		return;
 	}
 	if (st->replication && strcasecmp(st->replication, "false") != 0 &&

@@ -1719,6 +1719,13 @@ const char *config_pool_mode_name(enum pool_mode m)
 	return m == POOL_MODE_UNSET ? "unset" : "unknown";
 }
 
+const char *config_sslmode_name(enum config_sslmode m)
+{
+	const char *name = config_name_of(config_sslmodes, (int)m);
+
+	return name ? name : "unknown";
+}
+
 const char *config_auth_type_name(enum auth_type t)
 {
 	const char *name = config_name_of(config_auth_types, (int)t);

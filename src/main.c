@@ -303,7 +303,7 @@ static void reload_tls(struct pt_ctx *ctx)
 	}
 	if (ctx->tls.accept_ctx)
 		log_info("client TLS reloaded: client_tls_sslmode %s, certificate %s",
-		         ctx->cfg.client_tls_sslmode, ctx->cfg.client_tls_cert_file);
+		         config_sslmode_name(ctx->tls.client_mode), ctx->cfg.client_tls_cert_file);
 }
 
 static void reload(struct pt_ctx *ctx)
@@ -594,6 +594,9 @@ int main(int argc, char **argv)
 		auth_userlist_free(&ctx.users);
 		return 1;
 	}
+	if (ctx.tls.accept_ctx)
+		log_info("client TLS: client_tls_sslmode %s, certificate %s",
+		         config_sslmode_name(ctx.tls.client_mode), ctx.cfg.client_tls_cert_file);
 
 	TAILQ_INIT(&ctx.pools);
 	TAILQ_INIT(&ctx.clients);

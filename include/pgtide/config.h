@@ -209,6 +209,7 @@ bool config_list_contains(const char *list, const char *name);
 
 /* Parses an sslmode name (disable ... verify-full). False if it is not one. */
 bool config_sslmode_parse(const char *value, enum config_sslmode *out);
+const char *config_sslmode_name(enum config_sslmode m);
 
 /*
  * Parses a TLS protocol list in PgBouncer's syntax into CONFIG_TLS_V* bits: tlsv1.0, tlsv1.1,

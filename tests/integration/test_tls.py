@@ -107,6 +107,27 @@ def test_plain_client_refused_under_require(pgtide, tls_files):
     assert re.search(r"pooler error: pgtide requires TLS .*no encryption \(28000\)", p.log())
 
 
+def test_unix_socket_is_not_asked_for_tls(pgtide, tls_files):
+    """As PostgreSQL: no TLS over the Unix socket (libpq never asks), so require does not
+    apply there; SSLRequest on it is answered N."""
+    proc = pgtide.prepare(client_tls(tls_files, "require"))
+    proc.rewrite({"unix_socket_dir": proc.workdir})
+    proc.spawn()
+    proc.wait_ready()
+    r = psql(proc, "select 'local'", host=proc.workdir, sslmode="prefer")
+    assert r.returncode == 0 and r.stdout.strip() == "local", r.stderr
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(os.path.join(proc.workdir, f".s.PGSQL.{proc.port}"))
+    try:
+        sock.sendall(h.ssl_request())
+        assert sock.recv(1) == b"N"
+    finally:
+        sock.close()
+    r = psql(proc, "select 1", sslmode="disable")  # TCP: refused
+    assert r.returncode != 0 and "no encryption" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("mode", ["allow", "prefer"])
 def test_allow_and_prefer_take_both(pgtide, tls_files, mode):
     p = pgtide.start(client_tls(tls_files, mode))
