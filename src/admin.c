@@ -420,7 +420,7 @@ static void show_clients(struct client *self, struct pbuf *b)
 		rs_text(&r, ptr_text(c->id, buf, sizeof(buf)));
 		rs_text(&r, c->server ? ptr_text(c->server->id, buf, sizeof(buf)) : "");
 		rs_int(&r, 0);
-		rs_text(&r, "");
+		rs_text(&r, tls_describe(&c->io, buf, sizeof(buf)));
 		rs_text(&r, app ? app : "");
 		rs_int(&r, c->prep.n);
 		rs_int(&r, (int64_t)c->id);
@@ -1700,6 +1700,8 @@ static void apply_setting(struct pt_ctx *ctx, const char *name)
 		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 			log_error("could not reopen logfile %s", ctx->cfg.logfile);
 	}
+	if (strncmp(name, "client_tls_", 11) == 0)
+		pt_reload_tls(ctx);
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	{

@@ -22,6 +22,7 @@
 #include "pgtide/prepared_relay.h"
 #include "pgtide/server.h"
 #include "pgtide/sqlscan.h"
+#include "pgtide/tls.h"
 
 /* Longest message accepted while authenticating (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH). */
 #define CLIENT_AUTH_MAX_MSG 65535u
@@ -35,8 +36,10 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
                                           bool whole);
 static void client_on_bad_frame(void *arg);
 static void client_on_end(void *arg, enum io_end why, int err);
+static void client_on_handshake(void *arg, const char *error);
 
 static const struct io_ops client_io_ops = {
+        .on_handshake = client_on_handshake,
         .on_readable = client_on_readable,
         .on_message = client_on_message,
         .on_bad_frame = client_on_bad_frame,
@@ -436,6 +439,18 @@ static void process_startup(struct client *c, struct proto_startup *st)
 		client_close(c, "53200", "out of memory");
 		return;
 	}
+	if (ctx->tls.client_mode >= CONFIG_SSLMODE_REQUIRE && !io_uses_tls(&c->io) &&
+	    c->addr.sa.sa_family != AF_UNIX) {
+		/* As pg_hba.conf's hostssl refuses: the startup packet came in the clear. */
+		char host[INET6_ADDRSTRLEN] = "?";
+		int port;
+		client_addr(c, host, sizeof(host), &port);
+		client_close(c, "28000",
+		             "pgtide requires TLS (client_tls_sslmode = %s) for host \"%s\", user "
+		             "\"%s\", database \"%s\", no encryption",
+		             config_sslmode_name(ctx->tls.client_mode), host, c->user, c->database);
+		return;
+	}
 	if (st->replication && strcasecmp(st->replication, "false") != 0 &&
 	    strcasecmp(st->replication, "off") != 0 && strcasecmp(st->replication, "no") != 0 &&
 	    strcmp(st->replication, "0") != 0) {
@@ -511,8 +526,12 @@ static void finish_auth(struct client *c)
 	c->pool = p;
 	c->txn.counts = &p->txn;
 	/* Leave the login list: LOGIN_WAIT or IDLE puts it on the pool's lists. */
-	if (ctx->cfg.log_connections)
-		CLOG(LOG_LEVEL_LOG, c, "login attempt: db=%s user=%s", c->database, c->user);
+	if (ctx->cfg.log_connections) {
+		char tls[128];
+		tls_describe(&c->io, tls, sizeof(tls));
+		CLOG(LOG_LEVEL_LOG, c, "login attempt: db=%s user=%s tls=%s", c->database, c->user,
+		     tls[0] ? tls : "no");
+	}
 	if (pool_need_welcome(p, c))
 		client_login_complete(c);
 }
@@ -599,10 +618,65 @@ void client_login_complete(struct client *c)
 		client_server_ready(c);
 }
 
+/* TLS is offered to this client: configured, and not over a Unix socket (as PostgreSQL). */
+static bool tls_offered(const struct client *c)
+{
+	return c->ctx->tls.accept_ctx && c->addr.sa.sa_family != AF_UNIX;
+}
+
+/* A TLS record starts with its content type; a ClientHello travels in a handshake record. */
+#define TLS_HANDSHAKE_RECORD 0x16
+
+static void client_on_handshake(void *arg, const char *error)
+{
+	struct client *c = arg;
+	if (error) {
+		/* Nothing can be said to the client: there is no channel yet, plain or TLS. */
+		CLOG(LOG_LEVEL_LOG, c, "TLS handshake failed: %s", error);
+		client_close(c, NULL, "TLS handshake failed: %s", error);
+		return;
+	}
+	if (c->tls_direct && !tls_alpn_selected(&c->io)) {
+		/* PostgreSQL 17 refuses the same way: direct TLS is only for clients that know it.
+		 */
+		client_close(c, "08P01",
+		             "received direct TLS connection request without ALPN protocol "
+		             "negotiation extension");
+		return;
+	}
+	if (log_debug_enabled()) {
+		char tls[128];
+		CLOG(LOG_LEVEL_DEBUG, c, "TLS established: %s",
+		     tls_describe(&c->io, tls, sizeof(tls)));
+	}
+}
+
+/* Switches c to TLS; the startup packet then comes over TLS, through read_startup again. */
+static void start_tls(struct client *c, const uint8_t *prefix, uint32_t len)
+{
+	if (!tls_accept(&c->ctx->tls, &c->io, prefix, len)) {
+		client_close(c, NULL, "could not start TLS");
+		return;
+	}
+	if (len)
+		io_consume(&c->io, len);
+}
+
 /* Reads the untyped first packet(s): SSLRequest, GSSENCRequest, CancelRequest, StartupMessage. */
 static void read_startup(struct client *c)
 {
 	while (c->state == CLIENT_STARTUP && io_in_len(&c->io) > 0) {
+		/*
+		 * PostgreSQL 17's direct TLS: the connection opens with a ClientHello instead of an
+		 * SSLRequest. Without TLS configured it is just a bad length word, refused below.
+		 */
+		if (c->n_negotiations == 0 && !io_uses_tls(&c->io) &&
+		    io_in_data(&c->io)[0] == TLS_HANDSHAKE_RECORD && tls_offered(c)) {
+			c->tls_direct = true;
+			c->n_negotiations = 1; /* counts as the SSLRequest it replaces */
+			start_tls(c, io_in_data(&c->io), io_in_len(&c->io));
+			return;
+		}
 		uint32_t len;
 		enum proto_frame fr =
 		        proto_frame_startup(io_in_data(&c->io), io_in_len(&c->io), &len);
@@ -631,6 +705,19 @@ static void read_startup(struct client *c)
 			if (io_in_len(&c->io) > 0) {
 				client_close(c, "08P01",
 				             "received unencrypted data after SSL request");
+				return;
+			}
+			if (st.kind == PROTO_STARTUP_SSL && io_uses_tls(&c->io)) {
+				/* PostgreSQL reads it as an unknown protocol version too. */
+				client_close(c, "0A000",
+				             "unsupported frontend protocol %u.%u: server supports "
+				             "3.0 to 3.0",
+				             st.version >> 16, st.version & 0xffff);
+				return;
+			}
+			if (st.kind == PROTO_STARTUP_SSL && tls_offered(c)) {
+				io_write(&c->io, "S", 1);
+				start_tls(c, NULL, 0);
 				return;
 			}
 			io_write(&c->io, "N", 1);

@@ -74,6 +74,8 @@ static bool config_check_error_kind_field(const char *value, char *why, size_t w
 static bool config_check_log_level(const char *value, char *why, size_t why_len);
 static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
 static bool config_check_metrics_listen(const char *value, char *why, size_t why_len);
+static bool config_check_sslmode(const char *value, char *why, size_t why_len);
+static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -134,6 +136,17 @@ static const struct config_setting config_settings[] = {
         S_STRING_CHECK(metrics_listen, "", config_check_metrics_listen),
         S_INT(stats_period, "60", 1, 86400),
         S_BOOL(log_stats, "1"),
+        S_STRING_CHECK(client_tls_sslmode, "disable", config_check_sslmode),
+        S_STRING(client_tls_key_file, ""),
+        S_STRING(client_tls_cert_file, ""),
+        S_STRING(client_tls_ca_file, ""),
+        S_STRING_CHECK(client_tls_protocols, "secure", config_check_tls_protocols),
+        S_STRING(client_tls_ciphers, "fast"),
+        S_STRING_CHECK(server_tls_sslmode, "disable", config_check_sslmode),
+        S_STRING(server_tls_ca_file, ""),
+        S_STRING(server_tls_key_file, ""),
+        S_STRING(server_tls_cert_file, ""),
+        S_STRING_CHECK(server_tls_protocols, "secure", config_check_tls_protocols),
 };
 
 #define CONFIG_N_SETTINGS (sizeof(config_settings) / sizeof(config_settings[0]))
@@ -188,25 +201,13 @@ static const char *const config_unimplemented_keys[] = {
         NULL,
 };
 
-/* TLS settings: kept apart so each one can move into config_settings as TLS lands. */
+/*
+ * PgBouncer TLS settings pgtide does not act on: OpenSSL's defaults apply (key exchange groups,
+ * TLS 1.3 cipher suites), and libpq, which opens server connections, has no cipher setting.
+ */
 static const char *const config_unimplemented_tls_keys[] = {
-        "client_tls_sslmode",
-        "client_tls_key_file",
-        "client_tls_cert_file",
-        "client_tls_ca_file",
-        "client_tls_protocols",
-        "client_tls_ciphers",
-        "client_tls13_ciphers",
-        "client_tls_ecdhcurve",
-        "client_tls_dheparams",
-        "server_tls_sslmode",
-        "server_tls_ca_file",
-        "server_tls_key_file",
-        "server_tls_cert_file",
-        "server_tls_protocols",
-        "server_tls_ciphers",
-        "server_tls13_ciphers",
-        NULL,
+        "client_tls13_ciphers", "client_tls_ecdhcurve", "client_tls_dheparams",
+        "server_tls_ciphers",   "server_tls13_ciphers", NULL,
 };
 
 struct config_name {
@@ -667,6 +668,112 @@ static bool config_check_metrics_listen(const char *value, char *why, size_t why
 	return false;
 }
 
+static const struct config_name config_sslmodes[] = {
+        {"disable", CONFIG_SSLMODE_DISABLE},
+        {"allow", CONFIG_SSLMODE_ALLOW},
+        {"prefer", CONFIG_SSLMODE_PREFER},
+        {"require", CONFIG_SSLMODE_REQUIRE},
+        {"verify-ca", CONFIG_SSLMODE_VERIFY_CA},
+        {"verify-full", CONFIG_SSLMODE_VERIFY_FULL},
+        {NULL, 0},
+};
+
+bool config_sslmode_parse(const char *value, enum config_sslmode *out)
+{
+	int v;
+
+	if (!value || !config_lookup(config_sslmodes, value, &v))
+		return false;
+	*out = (enum config_sslmode)v;
+	return true;
+}
+
+static bool config_check_sslmode(const char *value, char *why, size_t why_len)
+{
+	enum config_sslmode m;
+
+	if (config_sslmode_parse(value, &m))
+		return true;
+	snprintf(why, why_len,
+	         "invalid sslmode '%.100s' (use disable, allow, prefer, require, verify-ca "
+	         "or "
+	         "verify-full)",
+	         value);
+	return false;
+}
+
+bool config_tls_protocols_parse(const char *value, unsigned *mask)
+{
+	static const struct config_name words[] = {
+	        {"tlsv1.0", CONFIG_TLS_V1_0},
+	        {"tlsv1.1", CONFIG_TLS_V1_1},
+	        {"tlsv1.2", CONFIG_TLS_V1_2},
+	        {"tlsv1.3", CONFIG_TLS_V1_3},
+	        {"all", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"legacy", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"secure", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"default", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {NULL, 0},
+	};
+	const unsigned every =
+	        CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3;
+	unsigned m = 0;
+	bool any = false;
+	const char *p = value;
+
+	if (!value)
+		return false;
+	for (;;) {
+		char word[16];
+		size_t n = 0;
+		bool negate = false;
+		int bits;
+
+		while (*p == ',' || *p == ':' || config_is_space(*p))
+			p++;
+		if (!*p)
+			break;
+		if (*p == '!') {
+			negate = true;
+			p++;
+		}
+		while (*p && *p != ',' && *p != ':' && !config_is_space(*p)) {
+			if (n + 1 >= sizeof(word))
+				return false;
+			word[n++] = *p++;
+		}
+		word[n] = '\0';
+		if (!config_lookup(words, word, &bits))
+			return false;
+		/* "!tlsv1.0" alone means every version but that one, as in PgBouncer. */
+		if (negate && !any)
+			m = every;
+		if (negate)
+			m &= ~(unsigned)bits;
+		else
+			m |= (unsigned)bits;
+		any = true;
+	}
+	if (m == 0)
+		return false;
+	*mask = m;
+	return true;
+}
+
+static bool config_check_tls_protocols(const char *value, char *why, size_t why_len)
+{
+	unsigned m;
+
+	if (config_tls_protocols_parse(value, &m))
+		return true;
+	snprintf(why, why_len,
+	         "invalid TLS protocol list '%.100s' (use tlsv1.0, tlsv1.1, tlsv1.2, "
+	         "tlsv1.3, "
+	         "secure, all or legacy)",
+	         value);
+	return false;
+}
+
 /* Parses value into the field s describes. Leaves the field untouched unless it succeeds. */
 static enum config_value_result config_setting_parse(const struct config_setting *s,
                                                      struct config *cfg, const char *value,
@@ -690,7 +797,8 @@ static enum config_value_result config_setting_parse(const struct config_setting
 	case CONFIG_T_BOOL_TEXT:
 		if (!config_parse_bool(value, &b)) {
 			snprintf(why, why_len,
-			         "invalid boolean value '%.100s' (use 1/0, on/off, true/false or "
+			         "invalid boolean value '%.100s' (use 1/0, on/off, "
+			         "true/false or "
 			         "yes/no)",
 			         value);
 			return CONFIG_VALUE_INVALID;
@@ -708,11 +816,11 @@ static enum config_value_result config_setting_parse(const struct config_setting
 			return CONFIG_VALUE_OK;
 		}
 		if (config_in_list(config_unsupported_auth_types, value, true))
-			snprintf(
-			        why, why_len,
-			        "auth_type '%s' is not supported by pgtide (use trust, any, plain, "
-			        "md5 or scram-sha-256)",
-			        value);
+			snprintf(why, why_len,
+			         "auth_type '%s' is not supported by pgtide (use trust, "
+			         "any, plain, "
+			         "md5 or scram-sha-256)",
+			         value);
 		else
 			snprintf(why, why_len,
 			         "invalid auth_type '%.100s' (use trust, any, plain, md5 or "
@@ -722,7 +830,8 @@ static enum config_value_result config_setting_parse(const struct config_setting
 	case CONFIG_T_TIME:
 		if (!config_parse_time(value, &usec)) {
 			snprintf(why, why_len,
-			         "invalid time value '%.100s' (seconds, for example 15 or 0.5)",
+			         "invalid time value '%.100s' (seconds, for example 15 or "
+			         "0.5)",
 			         value);
 			return CONFIG_VALUE_INVALID;
 		}
@@ -759,7 +868,8 @@ static bool config_apply_defaults(struct config *cfg)
 
 void config_defaults(struct config *cfg)
 {
-	/* Out of memory leaves some strings NULL, which every consumer must accept anyway. */
+	/* Out of memory leaves some strings NULL, which every consumer must accept anyway.
+	 */
 	(void)config_apply_defaults(cfg);
 }
 
@@ -813,7 +923,8 @@ bool config_parse_kv_string(const char *s, struct config_kv **out, size_t *n_out
 
 	*out = NULL;
 	*n_out = 0;
-	/* No value can be longer than the whole string, so one scratch buffer serves them all. */
+	/* No value can be longer than the whole string, so one scratch buffer serves them
+	 * all. */
 	buf = malloc(strlen(p) + 1);
 	if (!buf) {
 		msg = "out of memory";
@@ -852,8 +963,8 @@ bool config_parse_kv_string(const char *s, struct config_kv **out, size_t *n_out
 				else if (*p == '\'')
 					break;
 				else if (*p == '\0' || *p == '\\') {
-					/* A backslash at the very end escapes nothing: still
-					 * unclosed. */
+					/* A backslash at the very end escapes nothing:
+					 * still unclosed. */
 					msg = "unterminated quoted string";
 					goto fail;
 				}
@@ -997,15 +1108,6 @@ static void config_handle_db(struct config_parse_ctx *ctx, const char *name, con
 			             "database '%s': unknown connection keyword '%.100s'", name,
 			             kv[i].key);
 			goto out;
-		} else if (strcmp(kv[i].key, "sslmode") == 0 &&
-		           (strcmp(kv[i].value, "require") == 0 ||
-		            strncmp(kv[i].value, "verify-", 7) == 0)) {
-			/* Refused rather than ignored: the user asked for encryption. */
-			config_error(
-			        ctx, CONFIG_ERROR, file, line, name,
-			        "database '%s': sslmode=%s: TLS to the server is not supported yet",
-			        name, kv[i].value);
-			goto out;
 		} else if (!config_db_add_conn(&db, &cap, kv[i].key, kv[i].value)) {
 			goto oom;
 		}
@@ -1015,7 +1117,8 @@ static void config_handle_db(struct config_parse_ctx *ctx, const char *name, con
 	for (size_t i = 0; i < cfg->n_dbs; i++) {
 		if (strcmp(cfg->dbs[i].name, name) == 0) {
 			config_warn(ctx, file, line, name,
-			            "database '%s' is defined again; this replaces the definition "
+			            "database '%s' is defined again; this replaces the "
+			            "definition "
 			            "on line %d",
 			            name, cfg->dbs[i].line);
 			config_db_free(&cfg->dbs[i]);
@@ -1100,7 +1203,8 @@ static void config_handle_user(struct config_parse_ctx *ctx, const char *name, c
 	for (size_t i = 0; i < cfg->n_users; i++) {
 		if (strcmp(cfg->users[i].name, name) == 0) {
 			config_warn(ctx, file, line, name,
-			            "user '%s' is defined again; this replaces the definition on "
+			            "user '%s' is defined again; this replaces the "
+			            "definition on "
 			            "line %d",
 			            name, cfg->users[i].line);
 			config_user_free(&cfg->users[i]);
@@ -1146,16 +1250,9 @@ static void config_handle_setting(struct config_parse_ctx *ctx, const char *key,
 			config_oom(ctx, file, line, s->name);
 			break;
 		}
-	} else if ((strcasecmp(key, "client_tls_sslmode") == 0 ||
-	            strcasecmp(key, "server_tls_sslmode") == 0) &&
-	           (strcmp(value, "require") == 0 || strncmp(value, "verify-", 7) == 0)) {
-		/* A file that demands TLS must not get plain TCP from us silently. */
-		config_error(ctx, CONFIG_ERROR, file, line, key, "%s: TLS is not supported yet",
-		             value);
 	} else if (config_in_list(config_unimplemented_tls_keys, key, true)) {
-		/* Said loudly: a pgbouncer.ini that asks for TLS gets plain TCP from us. */
 		config_warn(ctx, file, line, key,
-		            "not implemented, ignored (pgtide does not support TLS yet)");
+		            "not implemented, ignored (OpenSSL's or libpq's defaults apply)");
 	} else if (config_in_list(config_unimplemented_keys, key, true)) {
 		config_warn(ctx, file, line, key, "not implemented, ignored");
 	} else {
@@ -1243,7 +1340,8 @@ static void config_handle_include(struct config_parse_ctx *ctx, const char *arg,
 		             arg);
 		return;
 	}
-	/* Relative to the including file, so a config tree works from any working directory. */
+	/* Relative to the including file, so a config tree works from any working
+	 * directory. */
 	if (arg[0] != '/')
 		dir = config_dirname(file);
 	path = config_path_join(dir, arg);
@@ -1278,7 +1376,8 @@ static void config_handle_section(struct config_parse_ctx *ctx, char *s, const c
 		return;
 	}
 	*close = '\0';
-	/* PgBouncer's reader starts a fresh line after ']', so a trailing comment is fine there. */
+	/* PgBouncer's reader starts a fresh line after ']', so a trailing comment is fine
+	 * there. */
 	rest = config_trim(close + 1);
 	if (rest[0] != '\0' && rest[0] != ';' && rest[0] != '#') {
 		config_error(ctx, CONFIG_ERROR, file, line, NULL,
@@ -1376,7 +1475,8 @@ static void config_parse_line(struct config_parse_ctx *ctx, char *line_text, con
 	switch (ctx->section) {
 	case CONFIG_SECT_NONE:
 		config_error(ctx, CONFIG_ERROR, file, line, key,
-		             "'%.100s' is outside any section; add [pgtide] or [databases] above "
+		             "'%.100s' is outside any section; add [pgtide] or [databases] "
+		             "above "
 		             "it",
 		             key);
 		break;
@@ -1459,7 +1559,8 @@ enum config_result config_parse(struct config *cfg, const char *text, size_t len
 		config_parse_text(&ctx, text ? text : "", text ? len : 0, file);
 
 	if (ctx.result != CONFIG_OK) {
-		/* The contract hands out warnings only with a config; nothing to free on error. */
+		/* The contract hands out warnings only with a config; nothing to free on
+		 * error. */
 		config_free(cfg);
 		config_diags_free(ctx.warnings, ctx.n_warnings);
 		if (!err)
@@ -1541,7 +1642,13 @@ enum config_result config_load(struct config *cfg, const char *path, config_conn
 	if (r != CONFIG_OK)
 		goto fail;
 	if (!config_resolve_path(&cfg->auth_file, dir) ||
-	    !config_resolve_path(&cfg->logfile, dir) || !config_resolve_path(&cfg->pidfile, dir)) {
+	    !config_resolve_path(&cfg->logfile, dir) || !config_resolve_path(&cfg->pidfile, dir) ||
+	    !config_resolve_path(&cfg->client_tls_key_file, dir) ||
+	    !config_resolve_path(&cfg->client_tls_cert_file, dir) ||
+	    !config_resolve_path(&cfg->client_tls_ca_file, dir) ||
+	    !config_resolve_path(&cfg->server_tls_ca_file, dir) ||
+	    !config_resolve_path(&cfg->server_tls_key_file, dir) ||
+	    !config_resolve_path(&cfg->server_tls_cert_file, dir)) {
 		config_free(cfg);
 		config_diags_free(w, n_w);
 		w = NULL;
@@ -1683,6 +1790,13 @@ const char *config_pool_mode_name(enum pool_mode m)
 	return m == POOL_MODE_UNSET ? "unset" : "unknown";
 }
 
+const char *config_sslmode_name(enum config_sslmode m)
+{
+	const char *name = config_name_of(config_sslmodes, (int)m);
+
+	return name ? name : "unknown";
+}
+
 const char *config_auth_type_name(enum auth_type t)
 {
 	const char *name = config_name_of(config_auth_types, (int)t);
@@ -1756,7 +1870,8 @@ void config_each_setting_view(const struct config *cfg,
 
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
-		/* Defaults are written in the table as the renderer writes them (test_config). */
+		/* Defaults are written in the table as the renderer writes them
+		 * (test_config). */
 		struct config_setting_view v = {
 		        .key = s->name,
 		        .value = config_render(cfg, s, buf),

@@ -111,6 +111,16 @@ void io_consume(struct io *io, uint32_t n)
 
 /* ---- read interest ---- */
 
+/*
+ * Input a transport already holds (OpenSSL decrypts a whole record, and a read may take only
+ * part of it) does not make the socket readable: run the read callback for it explicitly.
+ */
+static void kick_pending(struct io *io)
+{
+	if (io->reading && io->tp->pending && io->tp->pending(io) > 0)
+		event_active(io->rev, EV_READ, 0);
+}
+
 static void update_read_interest(struct io *io)
 {
 	if (io->closed)
@@ -124,6 +134,7 @@ static void update_read_interest(struct io *io)
 	else
 		event_del(io->rev);
 	io->reading = want;
+	kick_pending(io);
 }
 
 void io_set_want_read(struct io *io, bool want)
@@ -257,7 +268,8 @@ static void outq_append(struct io *io, const void *data, size_t len)
 /* Sends bytes to io: directly if nothing is queued, the remainder into the out-queue. */
 static void send_or_queue(struct io *io, const uint8_t *data, size_t len)
 {
-	if (io->failed || io->closed || len == 0)
+	/* Mid-handshake there is no channel for it (an error for a client that stalls there). */
+	if (io->failed || io->closed || io->handshaking || len == 0)
 		return;
 	if (io_outq_len(io) == 0) {
 		for (;;) {
@@ -308,12 +320,18 @@ void io_write(struct io *io, const void *data, size_t len)
 	send_or_queue(io, data, len);
 }
 
+static void drive_handshake(struct io *io);
+
 static void on_write_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct io *io = arg;
 	(void)fd;
 	(void)what;
 	io->write_armed = false;
+	if (io->handshaking) {
+		drive_handshake(io);
+		return;
+	}
 	if (!flush_outq(io))
 		return;
 	if (io_outq_len(io) == 0 && io->notify_drain) {
@@ -347,6 +365,30 @@ static bool make_room(struct io *io)
 	return b->end < b->cap;
 }
 
+/* One handshake step from a read or write event (or the activation io_set_transport made). */
+static void drive_handshake(struct io *io)
+{
+	char err[256] = "";
+	switch (io->tp->handshake(io, err, sizeof(err))) {
+	case IO_HANDSHAKE_DONE:
+		io->handshaking = false;
+		if (io->ops->on_handshake)
+			io->ops->on_handshake(io->owner, NULL);
+		return;
+	case IO_HANDSHAKE_WANT_READ:
+		return; /* the persistent read event calls again */
+	case IO_HANDSHAKE_WANT_WRITE:
+		arm_write(io);
+		return;
+	case IO_HANDSHAKE_FAILED:
+		io->want_read = false;
+		update_read_interest(io);
+		if (io->ops->on_handshake)
+			io->ops->on_handshake(io->owner, err[0] ? err : "handshake failed");
+		return;
+	}
+}
+
 static void on_read_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct io *io = arg;
@@ -354,6 +396,12 @@ static void on_read_event(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (io->closed || io->failed)
 		return;
+	if (io->handshaking) {
+		drive_handshake(io);
+		/* Done: what the peer sent behind its last handshake message is read below. */
+		if (io->handshaking || io->closed || !io->want_read)
+			return;
+	}
 	if (!make_room(io)) {
 		update_read_interest(io);
 		return;
@@ -370,6 +418,7 @@ static void on_read_event(evutil_socket_t fd, short what, void *arg)
 		if (!io->closed) {
 			release_rbuf_if_empty(io);
 			update_read_interest(io);
+			kick_pending(io);
 		}
 		return;
 	}
@@ -524,6 +573,22 @@ bool io_init(struct io *io, struct pt_ctx *ctx, int fd, const struct io_ops *ops
 	}
 	io->want_read = true;
 	update_read_interest(io);
+	return true;
+}
+
+bool io_set_transport(struct io *io, const struct io_transport *tp, void *tp_state, bool handshake)
+{
+	/* Bytes queued for the old transport would go out through the new one. */
+	if (io_outq_len(io) > 0 || io->closed)
+		return false;
+	io->tp = tp;
+	io->tp_state = tp_state;
+	io->handshaking = handshake && tp->handshake;
+	/* The first step runs at once: bytes already read may hold the peer's first message. */
+	if (io->handshaking)
+		event_active(io->rev, EV_READ, 0);
+	else
+		kick_pending(io);
 	return true;
 }
 

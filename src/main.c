@@ -291,6 +291,23 @@ static bool load_all(struct pt_ctx *ctx, struct config *cfg, struct auth_userlis
 	return ok;
 }
 
+/*
+ * A new client-side TLS context for new connections, from the files as they are now (a renewed
+ * certificate at the same path counts). Established connections keep the one they were made
+ * with. If the new one cannot be built, the old one (and its client_tls_sslmode) stays.
+ */
+void pt_reload_tls(struct pt_ctx *ctx)
+{
+	char err[512];
+	if (!tls_load_client(&ctx->tls, &ctx->cfg, err, sizeof(err))) {
+		log_error("client TLS settings not reloaded, keeping the previous ones: %s", err);
+		return;
+	}
+	if (ctx->tls.accept_ctx)
+		log_info("client TLS reloaded: client_tls_sslmode %s, certificate %s",
+		         config_sslmode_name(ctx->tls.client_mode), ctx->cfg.client_tls_cert_file);
+}
+
 bool pt_reload(struct pt_ctx *ctx)
 {
 	struct config nc;
@@ -315,6 +332,7 @@ bool pt_reload(struct pt_ctx *ctx)
 	if (!log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
 	              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 		log_error("could not reopen logfile %s: %s", ctx->cfg.logfile, strerror(errno));
+	pt_reload_tls(ctx);
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	{
@@ -513,6 +531,7 @@ static void free_ctx(struct pt_ctx *ctx)
 	free(ctx->kick_pools);
 	config_free(&ctx->cfg);
 	auth_userlist_free(&ctx->users);
+	tls_state_free(&ctx->tls);
 	if (ctx->base)
 		event_base_free(ctx->base);
 	if (ctx->reserve_fd >= 0)
@@ -594,6 +613,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	char tls_err[512];
+	if (!tls_load_client(&ctx.tls, &ctx.cfg, tls_err, sizeof(tls_err))) {
+		log_fatal("%s", tls_err);
+		config_free(&ctx.cfg);
+		auth_userlist_free(&ctx.users);
+		return 1;
+	}
+	if (ctx.tls.accept_ctx)
+		log_info("client TLS: client_tls_sslmode %s, certificate %s",
+		         config_sslmode_name(ctx.tls.client_mode), ctx.cfg.client_tls_cert_file);
 
 	TAILQ_INIT(&ctx.pools);
 	TAILQ_INIT(&ctx.clients);

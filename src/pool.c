@@ -1,6 +1,7 @@
 /* Pools per (database, user): server lists, waiting clients, limits and timeouts. */
 #include "pgtide/pool.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,70 @@ static bool push_kv(char ***keys, char ***values, size_t *n, const char *k, cons
 	return true;
 }
 
+/* libpq's name of a TLS version (ssl_min_protocol_version / ssl_max_protocol_version). */
+static const char *libpq_tls_version(unsigned bit)
+{
+	switch (bit) {
+	case CONFIG_TLS_V1_0:
+		return "TLSv1";
+	case CONFIG_TLS_V1_1:
+		return "TLSv1.1";
+	case CONFIG_TLS_V1_2:
+		return "TLSv1.2";
+	default:
+		return "TLSv1.3";
+	}
+}
+
+/*
+ * server_tls_* as libpq keywords, for what the [databases] entry does not say itself: the
+ * entry's own sslmode=, sslrootcert=, sslcert=, sslkey= and ssl_*_protocol_version= win.
+ * libpq carries them out (certificate checks, host name checks); after takeover server.c
+ * speaks through libpq's SSL object.
+ */
+static bool push_server_tls(char ***keys, char ***values, size_t *n, const struct config *cfg,
+                            const struct config_db *db)
+{
+	static const struct {
+		const char *keyword;
+		size_t offset;
+	} files[] = {
+	        {"sslrootcert", offsetof(struct config, server_tls_ca_file)},
+	        {"sslcert", offsetof(struct config, server_tls_cert_file)},
+	        {"sslkey", offsetof(struct config, server_tls_key_file)},
+	};
+	bool ok = true;
+	if (!config_db_conn_get(db, "sslmode"))
+		ok = push_kv(keys, values, n, "sslmode",
+		             cfg->server_tls_sslmode ? cfg->server_tls_sslmode : "disable");
+	for (size_t i = 0; ok && i < sizeof(files) / sizeof(files[0]); i++) {
+		const char *v = *(char *const *)((const char *)cfg + files[i].offset);
+		if (v && v[0] && !config_db_conn_get(db, files[i].keyword))
+			ok = push_kv(keys, values, n, files[i].keyword, v);
+	}
+	/* libpq takes a range: a list with a hole (tlsv1.0,tlsv1.2) becomes 1.0 to 1.2. */
+	unsigned mask;
+	if (ok && config_tls_protocols_parse(cfg->server_tls_protocols, &mask)) {
+		unsigned lo = mask & -mask, hi = lo;
+		for (unsigned b = lo; b && b <= CONFIG_TLS_V1_3; b <<= 1)
+			if (mask & b)
+				hi = b;
+		if (!config_db_conn_get(db, "ssl_min_protocol_version"))
+			ok = push_kv(keys, values, n, "ssl_min_protocol_version",
+			             libpq_tls_version(lo));
+		if (ok && !config_db_conn_get(db, "ssl_max_protocol_version"))
+			ok = push_kv(keys, values, n, "ssl_max_protocol_version",
+			             libpq_tls_version(hi));
+	}
+	return ok;
+}
+
 /*
  * Builds the libpq keywords for this pool's server connections from its [databases] entry:
  * dbname defaults to the entry's name (the client's for "*"), user to the pool's user, the
  * password to what pgtide knows for that user; GSS encryption is off unless asked for (the
- * default probes for Kerberos credentials on every connect).
+ * default probes for Kerberos credentials on every connect); TLS as server_tls_* say unless
+ * the entry says otherwise.
  */
 static bool build_conn(struct pool *p, const struct config_db *db)
 {
@@ -75,8 +135,6 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 	bool has_dbname = false, has_user = false, has_password = false, has_gss = false;
 	for (size_t i = 0; i < db->n_conn && ok; i++) {
 		const char *k = db->conn[i].key;
-		if (strcmp(k, "sslmode") == 0)
-			continue; /* see below: always disable until the TLS transport exists */
 		has_dbname |= strcmp(k, "dbname") == 0;
 		has_user |= strcmp(k, "user") == 0;
 		has_password |= strcmp(k, "password") == 0;
@@ -91,13 +149,8 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 		ok = push_kv(&keys, &values, &n, "password", p->password);
 	if (ok && !has_gss)
 		ok = push_kv(&keys, &values, &n, "gssencmode", "disable");
-	/*
-	 * libpq's default sslmode is prefer: against a server with ssl=on it would encrypt, and
-	 * pgtide, which reads the socket itself after takeover, would read ciphertext. Until the
-	 * TLS transport exists, server connections are plain (require/verify-* stop start-up).
-	 */
 	if (ok)
-		ok = push_kv(&keys, &values, &n, "sslmode", "disable");
+		ok = push_server_tls(&keys, &values, &n, &p->ctx->cfg, db);
 	/* [databases] client_encoding=, datestyle=, timezone= are the server session's defaults. */
 	struct pbuf opts = {0};
 	if (db->client_encoding && ok)

@@ -24,6 +24,7 @@
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
 #include "pgtide/prepared_relay.h"
+#include "pgtide/tls.h"
 
 static void server_on_readable(void *arg);
 static enum pump_action server_on_message(void *arg, char type, const uint8_t *msg, uint32_t len,
@@ -266,11 +267,22 @@ static void take_over(struct server *s)
 	}
 	s->io_ready = true;
 	s->io.max_msg = SERVER_MAX_MSG;
+	/* libpq made the TLS connection: keep speaking through its SSL object (it owns it). */
+	if (PQsslInUse(pg) && !tls_adopt(&s->io, PQsslStruct(pg, "OpenSSL"))) {
+		connect_failed(s, "08006", "could not take over the TLS connection");
+		return;
+	}
 	if (s->timer) {
 		event_free(s->timer);
 		s->timer = NULL;
 	}
-	SLOG(LOG_LEVEL_LOG, s, "new server connection");
+	if (io_uses_tls(&s->io)) {
+		char tls[128];
+		SLOG(LOG_LEVEL_LOG, s, "new server connection tls=%s",
+		     tls_describe(&s->io, tls, sizeof(tls)));
+	} else {
+		SLOG(LOG_LEVEL_LOG, s, "new server connection");
+	}
 	pool_server_connected(s->pool, s);
 }
 

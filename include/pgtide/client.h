@@ -67,6 +67,8 @@ struct client {
 	int64_t wait_start;   /* when it started waiting for a server */
 	int64_t last_active;
 	int n_negotiations;     /* SSLRequest/GSSENCRequest packets answered */
+	bool tls_direct;        /* its first bytes were a TLS ClientHello (PostgreSQL 17 direct
+	                         * TLS): ALPN "postgresql" is then required */
 	bool terminating;       /* sent Terminate */
 	bool login_pending;     /* its parameters are being checked on a server before
 	                         * AuthenticationOk (PostgreSQL refuses bad ones at connect) */

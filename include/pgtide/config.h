@@ -23,6 +23,23 @@ enum auth_type {
 	AUTH_TYPE_SCRAM,     /* scram-sha-256 */
 };
 
+/* TLS modes, as PgBouncer's client_tls_sslmode / server_tls_sslmode and libpq's sslmode name
+ * them, weakest first (comparisons like >= CONFIG_SSLMODE_REQUIRE rely on the order). */
+enum config_sslmode {
+	CONFIG_SSLMODE_DISABLE = 0, /* no TLS */
+	CONFIG_SSLMODE_ALLOW,       /* TLS if the client asks for it */
+	CONFIG_SSLMODE_PREFER,      /* same as allow on the client side */
+	CONFIG_SSLMODE_REQUIRE,     /* TLS or nothing; a client certificate is not checked */
+	CONFIG_SSLMODE_VERIFY_CA,   /* TLS with a client certificate signed by the CA file */
+	CONFIG_SSLMODE_VERIFY_FULL, /* client side: same as verify-ca (as in PgBouncer) */
+};
+
+/* TLS protocol versions, as bits of a client_tls_protocols / server_tls_protocols mask. */
+#define CONFIG_TLS_V1_0 0x1u
+#define CONFIG_TLS_V1_1 0x2u
+#define CONFIG_TLS_V1_2 0x4u
+#define CONFIG_TLS_V1_3 0x8u
+
 /* A key=value pair kept in order (libpq connection keywords, [users] settings). */
 struct config_kv {
 	char *key;
@@ -117,6 +134,19 @@ struct config {
 	int stats_period;        /* default 60 s: SHOW STATS averages cover this long */
 	bool log_stats;          /* default on: log the averages every stats_period */
 
+	/* TLS (tls.c), PgBouncer's names. Paths are made absolute against the ini's folder. */
+	char *client_tls_sslmode;  /* disable (default), allow, prefer, require, verify-ca, -full */
+	char *client_tls_key_file; /* pgtide's private key for clients */
+	char *client_tls_cert_file; /* ... and its certificate (chain) */
+	char *client_tls_ca_file;   /* CA that signs client certificates (verify-ca/-full) */
+	char *client_tls_protocols; /* "secure" (default: TLS 1.2 and 1.3), "all", "tlsv1.2", ... */
+	char *client_tls_ciphers;   /* OpenSSL cipher list or a shortcut (default "fast") */
+	char *server_tls_sslmode;   /* libpq sslmode for server connections (default disable) */
+	char *server_tls_ca_file;   /* libpq sslrootcert */
+	char *server_tls_key_file;  /* libpq sslkey */
+	char *server_tls_cert_file; /* libpq sslcert */
+	char *server_tls_protocols; /* libpq ssl_min/max_protocol_version (default "secure") */
+
 	struct config_db *dbs;
 	size_t n_dbs;
 	struct config_user *users;
@@ -187,6 +217,18 @@ bool config_split_host_port(const char *value, char *host, size_t host_len, int 
 
 /* True if name appears in a comma-separated list (admin_users, stats_users). */
 bool config_list_contains(const char *list, const char *name);
+
+/* Parses an sslmode name (disable ... verify-full). False if it is not one. */
+bool config_sslmode_parse(const char *value, enum config_sslmode *out);
+const char *config_sslmode_name(enum config_sslmode m);
+
+/*
+ * Parses a TLS protocol list in PgBouncer's syntax into CONFIG_TLS_V* bits: tlsv1.0, tlsv1.1,
+ * tlsv1.2, tlsv1.3 and the shortcuts all / legacy (every version), secure / default (1.2 and
+ * 1.3), separated by commas, colons or blanks; a leading ! removes a version. False if a word
+ * is unknown or nothing is left.
+ */
+bool config_tls_protocols_parse(const char *value, unsigned *mask);
 
 /* Names for enums, as written in the ini file. */
 const char *config_pool_mode_name(enum pool_mode m);

@@ -49,6 +49,14 @@ enum pump_action {
 	PUMP_CLOSED,      /* the handler closed this connection; touch nothing more */
 };
 
+/* One step of a transport's handshake (TLS). */
+enum io_handshake {
+	IO_HANDSHAKE_DONE = 0,   /* finished: application data may flow */
+	IO_HANDSHAKE_WANT_READ,  /* call again when the socket is readable */
+	IO_HANDSHAKE_WANT_WRITE, /* call again when the socket is writable */
+	IO_HANDSHAKE_FAILED,     /* failed; the reason is in the caller's buffer */
+};
+
 /* Why a connection's I/O ended. */
 enum io_end {
 	IO_END_EOF = 0, /* the peer closed its side */
@@ -57,6 +65,9 @@ enum io_end {
 
 /*
  * Callbacks of the object that owns an io (a client or a server). Contracts:
+ * - on_handshake: a handshake started with io_set_transport(..., true) ended; error is NULL on
+ *   success, else why it failed (input is no longer read; the owner closes). May be NULL for
+ *   owners that never start one.
  * - on_readable: new bytes are in io->rbuf. Called from the read event; the owner usually calls
  *   io_pump. The owner may close itself inside (deferred free keeps memory valid).
  * - on_message: called by io_pump for each message at the head of the buffer. msg points at the
@@ -68,6 +79,7 @@ enum io_end {
  *   a write had been refused; the peer may resume reading.
  */
 struct io_ops {
+	void (*on_handshake)(void *owner, const char *error);
 	void (*on_readable)(void *owner);
 	enum pump_action (*on_message)(void *owner, char type, const uint8_t *msg, uint32_t len,
 	                               bool whole);
@@ -76,14 +88,22 @@ struct io_ops {
 	void (*on_drained)(void *owner);
 };
 
-/* Plain and TLS sockets behind one interface (TLS arrives with its own issue). */
+/*
+ * Plain and TLS sockets behind one interface (tls.c has the TLS ones). io.c drives every one the
+ * same way; the only difference it knows of is that a transport may hold input the read event
+ * cannot see (bytes OpenSSL already decrypted), and may need a handshake first.
+ */
 struct io_transport {
 	/* Like recv(): >0 bytes, 0 at EOF, -1 with errno (EAGAIN when nothing is there). */
 	ssize_t (*read)(struct io *io, void *buf, size_t len);
-	/* Like writev(): bytes written, or -1 with errno. */
+	/* Like writev(): bytes written (possibly fewer), or -1 with errno (EAGAIN: try later). */
 	ssize_t (*writev)(struct io *io, const struct iovec *iov, int n);
 	/* Releases the transport's state; the fd is closed by whoever owns it. */
 	void (*close)(struct io *io);
+	/* Input already taken off the socket but not yet returned by read; NULL: never any. */
+	size_t (*pending)(struct io *io);
+	/* One step of the handshake (NULL: none); on FAILED writes why into err. */
+	enum io_handshake (*handshake)(struct io *io, char *err, size_t n);
 };
 
 extern const struct io_transport io_transport_plain;
@@ -118,6 +138,7 @@ struct io {
 	bool closed;       /* io_close was called */
 	bool pumping;      /* inside io_pump (a nested call only asks for another round) */
 	bool repump;       /* a nested io_pump was asked for */
+	bool handshaking;  /* the transport's handshake runs: no application data either way */
 	int fail_errno;
 
 	uint64_t bytes_in; /* totals, for stats */
@@ -126,6 +147,20 @@ struct io {
 
 /* Sets up io on a connected non-blocking fd and starts reading. Returns false on failure. */
 bool io_init(struct io *io, struct pt_ctx *ctx, int fd, const struct io_ops *ops, void *owner);
+
+/*
+ * Puts io on another transport (TLS) whose state is tp_state. With handshake, the handshake
+ * runs from io's events from the next loop turn on and ends in ops->on_handshake; bytes
+ * pgtide writes meanwhile are dropped. Returns false if bytes are still queued for the old
+ * transport (nothing changed then).
+ */
+bool io_set_transport(struct io *io, const struct io_transport *tp, void *tp_state, bool handshake);
+
+/* True once io speaks through a transport other than plain TCP (TLS). */
+static inline bool io_uses_tls(const struct io *io)
+{
+	return io->tp != &io_transport_plain;
+}
 
 /* Stops the events, returns the buffers. Does not close the fd. Safe to call twice. */
 void io_close(struct io *io);

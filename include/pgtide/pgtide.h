@@ -16,6 +16,7 @@
 #include "pgtide/prepared.h"
 #include "pgtide/proto.h"
 #include "pgtide/stats.h"
+#include "pgtide/tls.h"
 
 #define PGTIDE_VERSION_STRING "pgtide " PACKAGE_VERSION
 
@@ -64,6 +65,7 @@ struct pt_ctx {
 	struct cli_opts cli;
 	struct config cfg;          /* the configuration in force */
 	struct auth_userlist users; /* the user file in force */
+	struct tls_state tls;       /* the client-side TLS context in force (tls.h) */
 
 	struct listener *listeners; /* singly linked */
 	struct pool_list pools;
@@ -118,6 +120,9 @@ void pt_schedule_reaper(struct pt_ctx *ctx);
  * pools take their new settings. False if the file was refused (the old configuration stays).
  */
 bool pt_reload(struct pt_ctx *ctx);
+/* Builds the client TLS context anew from the settings in force (SIGHUP, the console's SET);
+ * if that fails the old one stays, and the log says why. */
+void pt_reload_tls(struct pt_ctx *ctx);
 
 /* Shuts down at once as SIGTERM does (SHUTDOWN on the console): every client gets 57P01. */
 void pt_shutdown(struct pt_ctx *ctx, const char *why);

@@ -341,6 +341,7 @@ WORKLOADS = [
     ("select-prepared", "select-only, `-S -M prepared`"),
     ("connect", "select-only, new connection per txn (`-S -C`)"),
     ("connect-trust", "connect + SELECT + disconnect (`-S -C`), auth trust"),
+    ("select-tls", "select-only over TLS from the clients (`-S -M simple`, `PGSSLMODE=require`)"),
 ]
 WNAME = dict(WORKLOADS)
 
@@ -461,7 +462,8 @@ def report(results, meta, out):
         L.append("| workload | PgBouncer instr/txn | pgtide instr/txn | pgtide / PgBouncer |")
         L.append("| --- | ---: | ---: | ---: |")
         per = {}
-        for w in ("select-simple", "select-extended", "tpcb", "connect", "connect-trust"):
+        for w in ("select-simple", "select-extended", "tpcb", "connect", "connect-trust",
+                  "select-tls"):
             for p in ("pgbouncer", "pgtide"):
                 rs = {r["n"]: r for r in cpu if r["workload"] == w and r["pooler"] == p}
                 a, b = rs.get(m["n1"]), rs.get(m["n2"])

@@ -51,6 +51,26 @@ def pg():
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A throwaway CA and certificates (pgtide_harness.TlsFiles), made once per session."""
+    return h.make_tls_files(str(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def pg_ssl(tls_files):
+    """A second PostgreSQL 15 with ssl = on (opt-in: only tests that ask start it): roles
+    other than postgres must use TLS; certuser logs in with a client certificate."""
+    cluster = h.PgCluster(tls=tls_files)
+    try:
+        cluster.start()
+    except Exception:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()
+
+
 class PgtideFactory:
     """Starts pgtide processes for one test and guarantees their teardown."""
 

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -138,9 +139,12 @@ PG_PASSWORDS = {
 
 
 class PgCluster:
-    """initdb + pg_ctl in a temp dir, as the postgres OS user when we are root."""
+    """initdb + pg_ctl in a temp dir, as the postgres OS user when we are root. With tls (a
+    TlsFiles) the cluster runs ssl = on with tls's server certificate and CA, and every role but
+    postgres must come over TLS (hostssl); role certuser logs in with a client certificate."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        self.tls = tls
         self.host = "127.0.0.1"
         self.port_lock = None
         self.port = None
@@ -197,6 +201,15 @@ log_min_messages = warning
 log_connections = off
 max_parallel_workers_per_gather = 0
 """
+        if self.tls:
+            for name in ("server.crt", "server.key", "ca.crt"):
+                dst = os.path.join(self.data, name)
+                shutil.copy(self.tls.path(name), dst)
+                os.chmod(dst, 0o600)
+                if os.geteuid() == 0:
+                    shutil.chown(dst, "postgres", "postgres")
+            conf += ("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+                     "ssl_ca_file = 'ca.crt'\n")
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write(conf)
         hba = """
@@ -205,6 +218,13 @@ host    all postgres  127.0.0.1/32    trust
 host    all trustuser 127.0.0.1/32    trust
 host    all md5user   127.0.0.1/32    md5
 host    all all       127.0.0.1/32    scram-sha-256
+"""
+        if self.tls:
+            hba = """
+local   all all                       trust
+host    all postgres  127.0.0.1/32    trust
+hostssl all certuser  127.0.0.1/32    cert
+hostssl all all       127.0.0.1/32    scram-sha-256
 """
         with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
             f.write(hba)
@@ -224,6 +244,9 @@ host    all all       127.0.0.1/32    scram-sha-256
             c.execute("RESET password_encryption")
             c.execute("CREATE DATABASE app OWNER app")
             c.execute("CREATE DATABASE other OWNER app")
+            if self.tls:
+                c.execute("CREATE ROLE certuser LOGIN")
+                c.execute("GRANT CONNECT ON DATABASE app TO certuser")
 
     def stop(self):
         if self.started:
@@ -304,6 +327,101 @@ host    all all       127.0.0.1/32    scram-sha-256
 
     def scram_secret(self, role="app"):
         return self.admin_value("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificates for the TLS tests: a throwaway CA made with the openssl CLI.
+
+
+class TlsFiles:
+    """PEM files in dir: ca.crt/.key (the test CA), server.crt/.key and server2.crt/.key
+    (127.0.0.1 and localhost, signed by the CA), client.crt/.key (CN=app) and
+    certuser.crt/.key (CN=certuser) signed by the CA, rogue-ca.crt and rogue-client.crt/.key
+    (CN=app, signed by another CA). Keys are mode 0600, as libpq insists."""
+
+    def __init__(self, directory):
+        self.dir = directory
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def __getattr__(self, name):
+        # tls.server_crt -> <dir>/server.crt, tls.rogue_client_key -> <dir>/rogue-client.key
+        if name.endswith(("_crt", "_key")):
+            base, ext = name.rsplit("_", 1)
+            return os.path.join(self.dir, base.replace("_", "-") + "." + ext)
+        raise AttributeError(name)
+
+
+def _openssl(args, cwd):
+    r = subprocess.run(["openssl"] + args, cwd=cwd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+
+
+def _make_ca(d, name, cn):
+    _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "3650",
+              "-subj", f"/CN={cn}", "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign"], d)
+
+
+def _make_cert(d, name, cn, ca="ca", san=None):
+    _openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}"], d)
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\n")
+        if san:
+            f.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+        else:
+            f.write("extendedKeyUsage=clientAuth\n")
+    _openssl(["x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+              "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650", "-sha256",
+              "-extfile", ext], d)
+
+
+def make_tls_files(directory):
+    """Creates the CA and certificates of TlsFiles in directory (about 0.5 s)."""
+    os.makedirs(directory, exist_ok=True)
+    _make_ca(directory, "ca", "pgtide test CA")
+    _make_ca(directory, "rogue-ca", "not the pgtide test CA")
+    san = "DNS:localhost,IP:127.0.0.1"
+    _make_cert(directory, "server", "localhost", san=san)
+    _make_cert(directory, "server2", "localhost", san=san)
+    _make_cert(directory, "client", "app")
+    _make_cert(directory, "certuser", "certuser")
+    _make_cert(directory, "rogue-client", "app", ca="rogue-ca")
+    for f in os.listdir(directory):
+        os.chmod(os.path.join(directory, f), 0o600 if f.endswith(".key") else 0o644)
+    os.chmod(directory, 0o755)
+    return TlsFiles(directory)
+
+
+def cert_fingerprint(pem_path):
+    """SHA-256 of a PEM certificate's DER form (what getpeercert(binary_form=True) hashes)."""
+    with open(pem_path) as f:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+
+
+def client_tls_context(cafile=None, alpn=None, cert=None, key=None, minimum=None,
+                       maximum=None):
+    """An ssl.SSLContext for raw TLS tests: verifies against cafile when given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    return ctx
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,7 +812,7 @@ class RawConn:
             chunk = self.sock.recv(65536)
         except socket.timeout:
             raise TimeoutError("no data within deadline")
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             self.eof = True
             raise EOFError("connection reset by peer")
         if not chunk:
@@ -702,6 +820,29 @@ class RawConn:
             raise EOFError("connection closed by peer")
         self.bytes_received += len(chunk)
         self.buf += chunk
+
+    def start_tls(self, context, server_hostname=None):
+        """SSLRequest; on 'S' the socket becomes a TLS socket (the handshake runs here) and
+        'S' is returned, else the answer byte ('N', or b'' at EOF)."""
+        self.send(ssl_request())
+        try:
+            answer = self.recv_exact(1)
+        except EOFError:
+            return b""
+        if answer == b"S":
+            self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        return answer
+
+    @classmethod
+    def direct_tls(cls, host, port, context, server_hostname=None, timeout=5):
+        """PostgreSQL 17's direct TLS: a TLS handshake as the very first bytes."""
+        c = cls(host, port, timeout=timeout)
+        try:
+            c.sock = context.wrap_socket(c.sock, server_hostname=server_hostname)
+        except BaseException:
+            c.close()
+            raise
+        return c
 
     def recv_exact(self, n, timeout=None):
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)

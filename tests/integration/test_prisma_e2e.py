@@ -7,6 +7,10 @@ from tests/e2e/prisma/schema.sql, owned by app) with
   ADMIN_URL         pgtide's admin console (dbname pgtide, app is in admin_users)
   BAD_PASSWORD_URL  through pgtide, wrong password
   BAD_DB_URL        through pgtide, a database pgtide does not know
+The main files run twice (test_prisma_e2e[plain] and [tls]): the tls run gives pgtide
+client_tls_sslmode = require and puts sslmode=require in every pgtide URL, as hosted PostgreSQL
+users write it; node-postgres then verifies the certificate (its sslmode=require means
+verify-full), so NODE_EXTRA_CA_CERTS names the test CA. DIRECT_URL stays plain.
 reporting.test.mjs (what the admin console reports) runs in its own test, against its own
 pgtide, so no other client disturbs the counters it takes deltas of. statement-names.test.mjs
 (the adapter's statementNameGenerator on: named prepared statements through transaction
@@ -65,31 +69,37 @@ def prisma_db(pg):
     pg.admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
 
-def _start_pgtide(pgtide, pg):
-    return pgtide.start(
-        {
-            "pool_mode": "transaction",
-            "default_pool_size": 5,
-            "max_client_conn": 500,
-            "admin_users": "app",
-        },
-        databases={DB: f"host=127.0.0.1 port={pg.port} dbname={DB}"},
-    )
+def _start_pgtide(pgtide, pg, tls=None):
+    settings = {
+        "pool_mode": "transaction",
+        "default_pool_size": 5,
+        "max_client_conn": 500,
+        "admin_users": "app",
+    }
+    if tls:
+        settings.update(client_tls_sslmode="require", client_tls_key_file=tls.server_key,
+                        client_tls_cert_file=tls.server_crt)
+    return pgtide.start(settings, databases={DB: f"host=127.0.0.1 port={pg.port} dbname={DB}"})
 
 
-def _env(p, pg):
+def _env(p, pg, tls=None):
+    """The suite's URLs; with tls (a TlsFiles) every pgtide URL carries sslmode=require."""
     direct = f"postgresql://app:app@{pg.host}:{pg.port}/{DB}"
-    return dict(
+    q = "?sslmode=require" if tls else ""
+    env = dict(
         os.environ,
-        DATABASE_URL=p.url("app", "app", DB),
+        DATABASE_URL=p.url("app", "app", DB) + q,
         DIRECT_URL=direct,
-        ADMIN_URL=p.url("app", "app", "pgtide"),
-        BAD_PASSWORD_URL=p.url("app", "not-the-password", DB),
-        BAD_DB_URL=p.url("app", "app", "no_such_database"),
+        ADMIN_URL=p.url("app", "app", "pgtide") + q,
+        BAD_PASSWORD_URL=p.url("app", "not-the-password", DB) + q,
+        BAD_DB_URL=p.url("app", "app", "no_such_database") + q,
         # Node's own output must not depend on the environment pytest runs in.
         NODE_OPTIONS="",
         NO_COLOR="1",
     )
+    if tls:
+        env["NODE_EXTRA_CA_CERTS"] = tls.ca_crt
+    return env
 
 
 def _run_node(node_bin, files, env, p, timeout):
@@ -115,11 +125,17 @@ def _run_node(node_bin, files, env, p, timeout):
 
 
 @pytest.mark.deadline(90)
-def test_prisma_e2e(pgtide, pg, prisma_db, node_bin):
-    """CRUD and type round trips, transactions, errors (through pgtide and directly), Lucia."""
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_prisma_e2e(pgtide, pg, prisma_db, node_bin, tls, tls_files):
+    """CRUD and type round trips, transactions, errors (through pgtide and directly), Lucia;
+    [tls]: every client of pgtide with sslmode=require (pgtide refuses plain ones)."""
     _require_installed()
-    p = _start_pgtide(pgtide, pg)
-    _run_node(node_bin, MAIN_FILES, _env(p, pg), p, timeout=80)
+    files = tls_files if tls else None
+    p = _start_pgtide(pgtide, pg, files)
+    _run_node(node_bin, MAIN_FILES, _env(p, pg, files), p, timeout=80)
+    if tls:
+        logins = re.findall(r"login attempt: db=prisma_e2e user=app tls=(\S+)", p.log())
+        assert logins and all(t.startswith("TLSv1.3/") for t in logins), logins[:5]
 
 
 @pytest.mark.deadline(60)

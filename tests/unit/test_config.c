@@ -176,6 +176,17 @@ static void test_defaults(void)
 	        {"metrics_listen", ""},
 	        {"stats_period", "60"},
 	        {"log_stats", "1"},
+	        {"client_tls_sslmode", "disable"},
+	        {"client_tls_key_file", ""},
+	        {"client_tls_cert_file", ""},
+	        {"client_tls_ca_file", ""},
+	        {"client_tls_protocols", "secure"},
+	        {"client_tls_ciphers", "fast"},
+	        {"server_tls_sslmode", "disable"},
+	        {"server_tls_ca_file", ""},
+	        {"server_tls_key_file", ""},
+	        {"server_tls_cert_file", ""},
+	        {"server_tls_protocols", "secure"},
 	};
 	struct config cfg;
 	struct parsed empty = {0};
@@ -353,12 +364,17 @@ static void test_errors(void)
 	} rows[] = {
 	        {"[pgtide]\nlisten_port = abc\n", false, 2, "listen_port",
 	         "invalid integer value 'abc'"},
-	        {"[pgbouncer]\nclient_tls_sslmode = require\n", false, 2, "client_tls_sslmode",
-	         "TLS is not supported yet"},
-	        {"[pgtide]\nserver_tls_sslmode = verify-full\n", false, 2, "server_tls_sslmode",
-	         "TLS is not supported yet"},
-	        {"[databases]\napp = host=a sslmode=require\n", false, 2, "app",
-	         "TLS to the server is not supported yet"},
+	        {"[pgbouncer]\nclient_tls_sslmode = required\n", false, 2, "client_tls_sslmode",
+	         "invalid sslmode 'required' (use disable, allow, prefer, require, verify-ca or "
+	         "verify-full)"},
+	        {"[pgtide]\nserver_tls_sslmode = verify\n", false, 2, "server_tls_sslmode",
+	         "invalid sslmode 'verify'"},
+	        {"[pgtide]\nclient_tls_protocols = tlsv1.4\n", false, 2, "client_tls_protocols",
+	         "invalid TLS protocol list 'tlsv1.4'"},
+	        {"[pgtide]\nserver_tls_protocols = secure,,ssl3\n", false, 2,
+	         "server_tls_protocols", "invalid TLS protocol list"},
+	        {"[pgtide]\nclient_tls_protocols = all,!all\n", false, 2, "client_tls_protocols",
+	         "invalid TLS protocol list"},
 	        {"[pgtide]\n\n; comment\nlisten_port = 0\n", false, 4, "listen_port",
 	         "value '0' out of range (1..65535)"},
 	        {"[pgtide]\nlisten_port = 65536\n", false, 2, "listen_port", "out of range"},
@@ -487,10 +503,12 @@ static void test_warnings(void)
 	         "not implemented, ignored"},
 	        {"[pgtide]\nauth_hba_file = hba.conf\n", 1, 2, "auth_hba_file",
 	         "not implemented, ignored"},
-	        {"[pgbouncer]\nclient_tls_sslmode = disable\n", 1, 2, "client_tls_sslmode",
+	        {"[pgbouncer]\nclient_tls_ecdhcurve = auto\n", 1, 2, "client_tls_ecdhcurve",
 	         "not implemented, ignored"},
 	        {"[pgtide]\nserver_tls13_ciphers = x\n", 1, 2, "server_tls13_ciphers",
 	         "not implemented, ignored"},
+	        {"[pgtide]\nserver_tls_ciphers = fast\n", 1, 2, "server_tls_ciphers",
+	         "libpq's defaults apply"},
 	        {"[pgtide]\nno_such_key = 1\n", 1, 2, "no_such_key", "unknown key, ignored"},
 	        {"[pgtide]\n\ndns_max_ttl = 15\nfoo = 1\nlisten_port = 7000\n", 2, 3, "dns_max_ttl",
 	         "not implemented, ignored"},
@@ -1211,7 +1229,9 @@ static void test_set(void)
 	        {"pin_session_state", "error", CONFIG_SET_OK, "pin_session_state", "error", NULL},
 	        {"pin_session_state", "maybe", CONFIG_SET_INVALID, "pin_session_state", NULL,
 	         "invalid pin_session_state"},
-	        {"client_tls_sslmode", "require", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"client_tls_sslmode", "require", CONFIG_SET_OK, "client_tls_sslmode", "require",
+	         NULL},
+	        {"server_round_robin", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
 
@@ -1245,6 +1265,86 @@ static void test_set(void)
 	}
 }
 
+/* PgBouncer's TLS protocol lists and sslmode names. */
+static void test_tls_settings(void)
+{
+	static const struct {
+		const char *value;
+		bool ok;
+		unsigned mask;
+	} protos[] = {
+	        {"secure", true, CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"default", true, CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"all", true,
+	         CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"legacy", true,
+	         CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"tlsv1.3", true, CONFIG_TLS_V1_3},
+	        {"TLSv1.2", true, CONFIG_TLS_V1_2},
+	        {"tlsv1.0,tlsv1.2", true, CONFIG_TLS_V1_0 | CONFIG_TLS_V1_2},
+	        {"tlsv1.1:tlsv1.2", true, CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2},
+	        {" tlsv1.2 , tlsv1.3 ", true, CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"!tlsv1.0", true, CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+	        {"all,!tlsv1.3", true, CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2},
+	        {"", false, 0},
+	        {",", false, 0},
+	        {"tlsv1.4", false, 0},
+	        {"ssl3", false, 0},
+	        {"secure,!secure", false, 0},
+	        {"tlsv1.2tlsv1.3", false, 0},
+	        {"tlsv1.2345678901234567890", false, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(protos); i++) {
+		unsigned m = 0xff;
+		bool ok = config_tls_protocols_parse(protos[i].value, &m);
+		CHECK(ok == protos[i].ok, "protocols '%s': %s, want %s", protos[i].value,
+		      ok ? "accepted" : "refused", protos[i].ok ? "accepted" : "refused");
+		if (ok && protos[i].ok)
+			CHECK(m == protos[i].mask, "protocols '%s': mask %#x, want %#x",
+			      protos[i].value, m, protos[i].mask);
+	}
+
+	static const struct {
+		const char *value;
+		bool ok;
+		enum config_sslmode mode;
+	} modes[] = {
+	        {"disable", true, CONFIG_SSLMODE_DISABLE},
+	        {"allow", true, CONFIG_SSLMODE_ALLOW},
+	        {"prefer", true, CONFIG_SSLMODE_PREFER},
+	        {"require", true, CONFIG_SSLMODE_REQUIRE},
+	        {"verify-ca", true, CONFIG_SSLMODE_VERIFY_CA},
+	        {"VERIFY-FULL", true, CONFIG_SSLMODE_VERIFY_FULL},
+	        {"verify_full", false, 0},
+	        {"on", false, 0},
+	        {"", false, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(modes); i++) {
+		enum config_sslmode m = CONFIG_SSLMODE_DISABLE;
+		bool ok = config_sslmode_parse(modes[i].value, &m);
+		CHECK(ok == modes[i].ok && (!ok || m == modes[i].mode), "sslmode '%s'",
+		      modes[i].value);
+	}
+
+	/* TLS settings and a [databases] sslmode are accepted as written. */
+	struct parsed p = {0};
+	parse(&p,
+	      "[databases]\napp = host=a sslmode=verify-full\n[pgtide]\n"
+	      "client_tls_sslmode = verify-ca\nclient_tls_ca_file = /x/ca.crt\n"
+	      "server_tls_protocols = tlsv1.3\nclient_tls_ciphers = HIGH\n",
+	      test_kw_ok);
+	CHECK(p.r == CONFIG_OK && p.n_w == 0, "TLS settings parse without warnings");
+	if (p.r == CONFIG_OK) {
+		CHECK_STR(config_db_conn_get(&p.cfg.dbs[0], "sslmode"), "verify-full",
+		          "the entry's sslmode reaches libpq");
+		CHECK_STR(p.cfg.client_tls_sslmode, "verify-ca", "client_tls_sslmode");
+		CHECK_STR(p.cfg.client_tls_ca_file, "/x/ca.crt", "client_tls_ca_file");
+		CHECK_STR(p.cfg.server_tls_protocols, "tlsv1.3", "server_tls_protocols");
+		CHECK_STR(p.cfg.client_tls_ciphers, "HIGH", "client_tls_ciphers");
+	}
+	parsed_free(&p);
+}
+
 int main(void)
 {
 	test_defaults();
@@ -1265,5 +1365,6 @@ int main(void)
 	test_include();
 	test_setting_view();
 	test_set();
+	test_tls_settings();
 	UNIT_DONE();
 }
