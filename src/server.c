@@ -1028,6 +1028,7 @@ static void clear_customs(struct server *s)
 	for (int i = 0; i < s->n_custom; i++)
 		free(s->custom_names[i]);
 	s->n_custom = 0;
+	s->custom_overflow = false;
 }
 
 void server_note_custom_setting(struct server *s, const char *name)
@@ -1035,8 +1036,10 @@ void server_note_custom_setting(struct server *s, const char *name)
 	for (int i = 0; i < s->n_custom; i++)
 		if (strcasecmp(s->custom_names[i], name) == 0)
 			return;
-	if (s->n_custom == (int)(sizeof(s->custom_names) / sizeof(s->custom_names[0])))
-		return; /* the probe misses it; RESET ALL below still keeps it from leaking */
+	if (s->n_custom == (int)(sizeof(s->custom_names) / sizeof(s->custom_names[0]))) {
+		s->custom_overflow = true; /* the probe misses it: RESET ALL before reuse */
+		return;
+	}
 	char *n = strdup(name);
 	if (n)
 		s->custom_names[s->n_custom++] = n;
@@ -1177,7 +1180,7 @@ static void finish_probe(struct server *s)
 					s->session_dirty = true;
 			}
 			s->synced_sig = c->params->sig;
-			s->session_dirty = false;
+			s->session_dirty = s->custom_overflow;
 		} else {
 			s->session_dirty = true; /* out of memory: RESET ALL before reuse */
 		}

@@ -73,6 +73,7 @@ struct server {
 	struct params probe_settings; /* the probe's settings rows */
 	char *custom_names[8];        /* dotted settings the client SET (pg_settings omits them) */
 	int n_custom;
+	bool custom_overflow; /* more than that: RESET ALL before reuse */
 
 	int64_t query_start;    /* when the client's oldest pending request was sent */
 	int64_t xact_start;     /* when the transaction's first request started (SHOW STATS) */

@@ -601,3 +601,18 @@ def test_pin_session_state_error_in_a_pipeline(pgtide, named):
         assert got == ["1", "2", "D", "C", "Z"] and st == b"I", got
         qr = raw_ok(c, "select count(*) from pg_listening_channels()")
         assert qr.results[0][1] == [("0",)]
+
+
+def test_many_custom_settings_never_reach_the_next_client(pgtide):
+    """pgtide reads back at most 8 dotted settings per link; a ninth still never leaks."""
+    p = pgtide.start({**TX, "default_pool_size": 1})
+    with connect(p) as a, connect(p) as b:
+        with a.transaction():  # one link: ten SETs before the probe
+            for i in range(10):
+                a.execute(f"SET tide.k{i} = 'v{i}'")
+        assert a.execute("select current_setting('tide.k7')").fetchone() == ("v7",)
+        got = b.execute("select " + ", ".join(
+            f"coalesce(current_setting('tide.k{i}', true), '')" for i in range(10))).fetchone()
+        assert got == ("",) * 10, got
+        assert a.execute("select current_setting('tide.k0')").fetchone() == ("v0",)
+        assert b.execute("select current_setting('tide.k9', true)").fetchone()[0] in (None, "")
