@@ -31,7 +31,8 @@ def test_connection_and_disconnection_lines(pgtide):
     with p.connect(application_name="logtest") as c:
         c.execute("select 1")
         time.sleep(1.1)
-    p.wait_log(r"closing because: client sent Terminate \(age=1s\)", mark=mark)
+    h.wait_for(lambda: lines(p, r"closing because: client sent Terminate \(age=1s\)", mark), 5,
+               what="the disconnection line in the log file")
     login = lines(p, PREFIX + r" login attempt: db=app user=app", mark)
     done = lines(p, PREFIX + r" login complete", mark)
     close = lines(p, PREFIX + r" closing because: client sent Terminate \(age=(\d+)s\)", mark)
@@ -44,7 +45,8 @@ def test_connection_and_disconnection_lines(pgtide):
     mark = p.log_mark()
     with p.connect(), p.connect():
         pass
-    p.wait_log(r"closing because.*\n(.*\n)*.*closing because", mark=mark)
+    h.wait_for(lambda: len(lines(p, r"closing because", mark)) == 2, 5,
+               what="two disconnection lines in the log file")
     ids2 = {m["id"] for m in lines(p, PREFIX + r" closing because", mark)}
     assert len(ids2) == 2 and not ids2 & ids
 
