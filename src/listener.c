@@ -138,7 +138,8 @@ static bool add_listener(struct pt_ctx *ctx, int fd, bool is_unix, const char *p
 	return true;
 }
 
-static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
+int listener_bind_tcp(const char *what, const char *host, int port, int backlog, int *fds,
+                      char (*descs)[LISTENER_DESC_MAX], int max)
 {
 	struct addrinfo hints = {0}, *res = NULL;
 	hints.ai_family = AF_UNSPEC;
@@ -146,14 +147,13 @@ static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	char portstr[16];
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	const char *node = strcmp(host, "*") == 0 ? NULL : host;
-	int rc = getaddrinfo(node, portstr, &hints, &res);
+	int rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
 	if (rc != 0) {
-		log_error("listen_addr %s: %s", host, gai_strerror(rc));
-		return false;
+		log_error("%s %s: %s", what, host, gai_strerror(rc));
+		return -1;
 	}
-	bool any = false;
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+	int n = 0;
+	for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
@@ -161,29 +161,45 @@ static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (ai->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		char desc[128];
 		char hbuf[NI_MAXHOST] = "?";
 		getnameinfo(ai->ai_addr, ai->ai_addrlen, hbuf, sizeof(hbuf), NULL, 0,
 		            NI_NUMERICHOST);
-		snprintf(desc, sizeof(desc), "%s:%d", hbuf, port);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-		    listen(fd, ctx->cfg.listen_backlog) != 0) {
-			log_error("could not listen on %s: %s", desc, strerror(errno));
+		bool v6 = ai->ai_family == AF_INET6;
+		snprintf(descs[n], LISTENER_DESC_MAX, "%s%s%s:%d", v6 ? "[" : "", hbuf,
+		         v6 ? "]" : "", port);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+			log_error("%s: could not listen on %s: %s", what, descs[n],
+			          strerror(errno));
 			close(fd);
+			while (n > 0)
+				close(fds[--n]);
 			freeaddrinfo(res);
-			return false;
+			return -1;
 		}
-		if (!add_listener(ctx, fd, false, NULL, desc)) {
-			close(fd);
-			freeaddrinfo(res);
-			return false;
-		}
-		any = true;
+		fds[n++] = fd;
 	}
 	freeaddrinfo(res);
-	if (!any)
-		log_error("listen_addr %s: no usable address", host);
-	return any;
+	if (n == 0) {
+		log_error("%s %s: no usable address", what, host);
+		return -1;
+	}
+	return n;
+}
+
+static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
+{
+	int fds[16];
+	char descs[16][LISTENER_DESC_MAX];
+	int n = listener_bind_tcp("listen_addr", host, port, ctx->cfg.listen_backlog, fds, descs,
+	                          16);
+	for (int i = 0; i < n; i++) {
+		if (!add_listener(ctx, fds[i], false, NULL, descs[i])) {
+			while (i < n)
+				close(fds[i++]);
+			return false;
+		}
+	}
+	return n > 0;
 }
 
 static bool listen_unix(struct pt_ctx *ctx, const char *dir, int port)

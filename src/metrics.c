@@ -26,6 +26,7 @@
 #include "pgtide/client.h"
 #include "pgtide/config.h"
 #include "pgtide/io.h"
+#include "pgtide/listener.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
@@ -717,58 +718,29 @@ static void close_listeners(struct metrics_listener *ls, int n)
 /* Binds addr (HOST:PORT) into ls; returns how many sockets, or -1 (logged). */
 static int bind_address(struct metrics *m, const char *addr, struct metrics_listener *ls)
 {
-	char host[CONFIG_HOST_MAX], portstr[16];
+	char host[CONFIG_HOST_MAX];
 	int port;
 	if (!config_split_host_port(addr, host, sizeof(host), &port)) {
 		log_error("metrics_listen %s: not HOST:PORT", addr);
 		return -1;
 	}
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	struct addrinfo hints = {0}, *res = NULL;
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	int rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
-	if (rc != 0) {
-		log_error("metrics_listen %s: %s", addr, gai_strerror(rc));
-		return -1;
-	}
-	int n = 0;
-	for (struct addrinfo *ai = res; ai && n < METRICS_MAX_LISTENERS; ai = ai->ai_next) {
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		int one = 1;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (ai->ai_family == AF_INET6)
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		char hbuf[NI_MAXHOST] = "?";
-		getnameinfo(ai->ai_addr, ai->ai_addrlen, hbuf, sizeof(hbuf), NULL, 0,
-		            NI_NUMERICHOST);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-			log_error("metrics: could not listen on %s:%d: %s", hbuf, port,
-			          strerror(errno));
-			close(fd);
-			close_listeners(ls, n);
-			freeaddrinfo(res);
-			return -1;
-		}
-		ls[n].fd = fd;
-		ls[n].ev = event_new(m->ctx->base, fd, EV_READ | EV_PERSIST, on_accept, m);
-		if (!ls[n].ev || (!m->paused && event_add(ls[n].ev, NULL) != 0)) {
-			close_listeners(ls, n + 1);
-			freeaddrinfo(res);
+	int fds[METRICS_MAX_LISTENERS];
+	char descs[METRICS_MAX_LISTENERS][LISTENER_DESC_MAX];
+	int n = listener_bind_tcp("metrics_listen", host, port, 16, fds, descs,
+	                          METRICS_MAX_LISTENERS);
+	for (int i = 0; i < n; i++) {
+		ls[i].fd = fds[i];
+		ls[i].ev = event_new(m->ctx->base, fds[i], EV_READ | EV_PERSIST, on_accept, m);
+		if (!ls[i].ev || (!m->paused && event_add(ls[i].ev, NULL) != 0)) {
+			close_listeners(ls, i + 1);
+			while (++i < n)
+				close(fds[i]);
 			log_error("metrics: could not set up events");
 			return -1;
 		}
-		n++;
-		log_info("metrics: serving http://%s%s%s:%d/metrics", strchr(hbuf, ':') ? "[" : "",
-		         hbuf, strchr(hbuf, ':') ? "]" : "", port);
+		log_info("metrics: serving http://%s/metrics", descs[i]);
 	}
-	freeaddrinfo(res);
-	if (n == 0)
-		log_error("metrics_listen %s: no usable address", addr);
-	return n > 0 ? n : -1;
+	return n;
 }
 
 static struct metrics *metrics_get(struct pt_ctx *ctx)

@@ -17,6 +17,17 @@ struct listener {
 	char desc[128];
 };
 
+/* Room for "[address]:port". */
+#define LISTENER_DESC_MAX 80
+
+/*
+ * Binds and listens on every address host:port resolves to ("*": all of them), non-blocking,
+ * at most max sockets: fills fds[] and descs[] ("127.0.0.1:6432", "[::1]:6432"). Returns how
+ * many, or -1 after logging why (`what` names the setting), with none left open.
+ */
+int listener_bind_tcp(const char *what, const char *host, int port, int backlog, int *fds,
+                      char (*descs)[LISTENER_DESC_MAX], int max);
+
 /* Opens every listener the configuration asks for. Logs and returns false on failure. */
 bool listener_open_all(struct pt_ctx *ctx);
 /* Stops accepting and closes every listener. */

@@ -612,7 +612,7 @@ def test_metrics_listen_that_cannot_be_bound_stops_start_up(pgtide):
     try:
         p = pgtide.start({"metrics_listen": f"127.0.0.1:{busy}"}, wait=False)
         assert p.wait_exit(10) != 0
-        assert "metrics: could not listen on 127.0.0.1:%d" % busy in p.all_output()
+        assert "metrics_listen: could not listen on 127.0.0.1:%d" % busy in p.all_output()
     finally:
         blocker.close()
 
