@@ -357,35 +357,25 @@ static const char *client_state_text(const struct client *c)
 	}
 }
 
+/* The columns SHOW CLIENTS and SHOW SERVERS share (PgBouncer 1.18's, in its order). */
+#define ADMIN_CONN_COLS                                                                            \
+	{"type", ADMIN_TEXT}, {"user", ADMIN_TEXT}, {"database", ADMIN_TEXT},                      \
+	        {"state", ADMIN_TEXT}, {"addr", ADMIN_TEXT}, {"port", ADMIN_INT4},                 \
+	        {"local_addr", ADMIN_TEXT}, {"local_port", ADMIN_INT4},                            \
+	        {"connect_time", ADMIN_TIMESTAMPTZ}, {"request_time", ADMIN_TIMESTAMPTZ},          \
+	        {"wait", ADMIN_INT4}, {"wait_us", ADMIN_INT4}, {"close_needed", ADMIN_INT4},       \
+	        {"ptr", ADMIN_TEXT}, {"link", ADMIN_TEXT}, {"remote_pid", ADMIN_INT4},             \
+	        {"tls", ADMIN_TEXT}, {"application_name", ADMIN_TEXT},                             \
+	{                                                                                          \
+		"prepared_statements", ADMIN_INT4                                                  \
+	}
+
 static void show_clients(struct client *self, struct pbuf *b)
 {
 	static const struct admin_col cols[] = {
-	        {"type", ADMIN_TEXT},
-	        {"user", ADMIN_TEXT},
-	        {"database", ADMIN_TEXT},
-	        {"state", ADMIN_TEXT},
-	        {"addr", ADMIN_TEXT},
-	        {"port", ADMIN_INT4},
-	        {"local_addr", ADMIN_TEXT},
-	        {"local_port", ADMIN_INT4},
-	        {"connect_time", ADMIN_TIMESTAMPTZ},
-	        {"request_time", ADMIN_TIMESTAMPTZ},
-	        {"wait", ADMIN_INT4},
-	        {"wait_us", ADMIN_INT4},
-	        {"close_needed", ADMIN_INT4},
-	        {"ptr", ADMIN_TEXT},
-	        {"link", ADMIN_TEXT},
-	        {"remote_pid", ADMIN_INT4},
-	        {"tls", ADMIN_TEXT},
-	        {"application_name", ADMIN_TEXT},
-	        {"prepared_statements", ADMIN_INT4},
-	        {"id", ADMIN_INT8},
-	        {"txn_status", ADMIN_TEXT},
-	        {"txn_depth", ADMIN_INT4},
-	        {"savepoints", ADMIN_TEXT},
-	        {"isolation", ADMIN_TEXT},
-	        {"read_only", ADMIN_BOOL},
-	        {"pinned", ADMIN_TEXT},
+	        ADMIN_CONN_COLS,           {"id", ADMIN_INT8},         {"txn_status", ADMIN_TEXT},
+	        {"txn_depth", ADMIN_INT4}, {"savepoints", ADMIN_TEXT}, {"isolation", ADMIN_TEXT},
+	        {"read_only", ADMIN_BOOL}, {"pinned", ADMIN_TEXT},
 	};
 	const int n = (int)(sizeof(cols) / sizeof(cols[0]));
 	int64_t now = pt_now();
@@ -524,25 +514,7 @@ static const char *server_state_text(const struct server *s)
 static void show_servers(struct client *c, struct pbuf *b)
 {
 	static const struct admin_col cols[] = {
-	        {"type", ADMIN_TEXT},
-	        {"user", ADMIN_TEXT},
-	        {"database", ADMIN_TEXT},
-	        {"state", ADMIN_TEXT},
-	        {"addr", ADMIN_TEXT},
-	        {"port", ADMIN_INT4},
-	        {"local_addr", ADMIN_TEXT},
-	        {"local_port", ADMIN_INT4},
-	        {"connect_time", ADMIN_TIMESTAMPTZ},
-	        {"request_time", ADMIN_TIMESTAMPTZ},
-	        {"wait", ADMIN_INT4},
-	        {"wait_us", ADMIN_INT4},
-	        {"close_needed", ADMIN_INT4},
-	        {"ptr", ADMIN_TEXT},
-	        {"link", ADMIN_TEXT},
-	        {"remote_pid", ADMIN_INT4},
-	        {"tls", ADMIN_TEXT},
-	        {"application_name", ADMIN_TEXT},
-	        {"prepared_statements", ADMIN_INT4},
+	        ADMIN_CONN_COLS,
 	        {"id", ADMIN_INT8},
 	};
 	const int n = (int)(sizeof(cols) / sizeof(cols[0]));
