@@ -156,43 +156,77 @@ void cancel_unregister(struct cancel_table *t, uint32_t pid, uint32_t key)
 	}
 }
 
+/* Shared by the worker and the server that asked: the last of the two frees it. */
+struct cancel_ticket {
+	atomic_int refs;
+	atomic_bool done;
+	PGcancel *pc;
+};
+
+bool cancel_ticket_done(const struct cancel_ticket *t)
+{
+	return atomic_load(&t->done);
+}
+
+void cancel_ticket_release(struct cancel_ticket *t)
+{
+	if (t && atomic_fetch_sub(&t->refs, 1) == 1) {
+		if (t->pc)
+			PQfreeCancel(t->pc);
+		free(t);
+	}
+}
+
 static void *cancel_worker(void *arg)
 {
-	PGcancel *pc = arg;
+	struct cancel_ticket *t = arg;
 	char err[256];
-	if (!PQcancel(pc, err, sizeof(err)))
+	/* PQcancel returns once the postmaster has closed the connection, after it signalled the
+	 * backend. */
+	if (!PQcancel(t->pc, err, sizeof(err)))
 		log_warn("cancel request to server failed: %s", err);
-	PQfreeCancel(pc);
+	atomic_store(&t->done, true);
+	cancel_ticket_release(t);
 	atomic_fetch_sub(&inflight, 1);
 	return NULL;
 }
 
-bool cancel_send(void *pgconn)
+bool cancel_send(void *pgconn, struct cancel_ticket **ticket)
 {
+	if (ticket)
+		*ticket = NULL;
 	if (atomic_fetch_add(&inflight, 1) >= CANCEL_MAX_INFLIGHT) {
 		atomic_fetch_sub(&inflight, 1);
 		log_warn("too many cancel requests in flight, dropping one");
 		return false;
 	}
-	/* PQgetCancel copies the backend's address and key: the worker owns that copy. */
-	PGcancel *pc = PQgetCancel(pgconn);
+	struct cancel_ticket *tk = calloc(1, sizeof(*tk));
+	/* PQgetCancel copies the backend's address and key: the ticket owns that copy. */
+	PGcancel *pc = tk ? PQgetCancel(pgconn) : NULL;
 	if (!pc) {
+		free(tk);
 		atomic_fetch_sub(&inflight, 1);
 		return false;
 	}
+	tk->pc = pc;
+	atomic_init(&tk->refs, ticket ? 2 : 1);
+	atomic_init(&tk->done, false);
 	pthread_attr_t attr;
 	pthread_t th;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
-	int rc = pthread_create(&th, &attr, cancel_worker, pc);
+	int rc = pthread_create(&th, &attr, cancel_worker, tk);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		PQfreeCancel(pc);
+		free(tk);
 		atomic_fetch_sub(&inflight, 1);
 		log_warn("could not start a cancel worker: %s", strerror(rc));
 		return false;
 	}
+	if (ticket)
+		*ticket = tk;
 	return true;
 }
 

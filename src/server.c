@@ -125,7 +125,7 @@ void server_close(struct server *s, const char *why)
 	SLOG(LOG_LEVEL_LOG, s, "closing server connection: %s", why);
 	/* A backend busy with a query does not notice the socket closing: cancel it first. */
 	if (s->pg && s->rfq_pending > 0 && (s->state == SERVER_ACTIVE || s->state == SERVER_DRAIN))
-		cancel_send(s->pg);
+		cancel_send(s->pg, NULL);
 
 	struct client *c = s->client;
 	bool was_connecting = s->state == SERVER_CONNECTING;
@@ -144,6 +144,10 @@ void server_close(struct server *s, const char *why)
 	if (s->timer) {
 		event_free(s->timer);
 		s->timer = NULL;
+	}
+	if (s->cancel_wait_ev) {
+		event_free(s->cancel_wait_ev);
+		s->cancel_wait_ev = NULL;
 	}
 	if (s->io_ready)
 		io_close(&s->io);
@@ -170,6 +174,7 @@ void server_free(struct server *s)
 		free(s->custom_names[i]);
 	params_free(&s->params);
 	params_free(&s->probe_settings);
+	cancel_ticket_release(s->cancel_ticket);
 	prep_server_free(s);
 	free(s);
 }
@@ -375,6 +380,46 @@ static bool resets_all_params(const char *q)
 	return q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "RESET ALL"));
 }
 
+static void cancel_wait_cb(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * The reset is over: the server goes back to the pool, but not while a cancel sent for it is
+ * still on its way: arriving late, it would cancel the next client's statement instead (the
+ * client it was meant for finished first). Waits in RESET, checking every 2 ms, at most
+ * cancel_wait_timeout; then the server is closed instead.
+ */
+static void reset_done(struct server *s)
+{
+	if (s->cancel_ticket && !cancel_ticket_done(s->cancel_ticket)) {
+		int64_t limit = s->ctx->cfg.cancel_wait_timeout > 0
+		                        ? s->ctx->cfg.cancel_wait_timeout
+		                        : 10 * 1000000;
+		if (pt_now() - s->cancel_sent_at > limit) {
+			server_close(s, "a cancel request for it did not complete");
+			return;
+		}
+		if (!s->cancel_wait_ev)
+			s->cancel_wait_ev = evtimer_new(s->ctx->base, cancel_wait_cb, s);
+		struct timeval tv = {0, 2000};
+		if (!s->cancel_wait_ev || evtimer_add(s->cancel_wait_ev, &tv) != 0)
+			server_close(s, "out of memory waiting for a cancel");
+		return;
+	}
+	cancel_ticket_release(s->cancel_ticket);
+	s->cancel_ticket = NULL;
+	server_set_state(s, SERVER_IDLE);
+	pool_kick(s->pool);
+}
+
+static void cancel_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state == SERVER_RESET && s->internal_pending == 0)
+		reset_done(s);
+}
+
 /* After the client is gone and nothing is in flight: ROLLBACK if needed, then the reset query. */
 static void start_reset(struct server *s)
 {
@@ -420,10 +465,8 @@ static void start_reset(struct server *s)
 		s->synced_sig = 0;
 	}
 	s->session_dirty = false;
-	if (s->internal_pending == 0) {
-		server_set_state(s, SERVER_IDLE);
-		pool_kick(s->pool);
-	}
+	if (s->internal_pending == 0)
+		reset_done(s);
 }
 
 /*
@@ -593,7 +636,14 @@ bool server_cancel_query(struct server *s)
 {
 	if (!s->pg)
 		return false;
-	return cancel_send(s->pg);
+	if (s->cancel_ticket) {
+		if (!cancel_ticket_done(s->cancel_ticket))
+			return true; /* one is on its way already */
+		cancel_ticket_release(s->cancel_ticket);
+		s->cancel_ticket = NULL;
+	}
+	s->cancel_sent_at = pt_now();
+	return cancel_send(s->pg, &s->cancel_ticket);
 }
 
 /* ---- relaying ---- */
@@ -1295,8 +1345,7 @@ static void after_pump(struct server *s)
 			server_close(s, "marked for closing");
 			return;
 		}
-		server_set_state(s, SERVER_IDLE);
-		pool_kick(s->pool);
+		reset_done(s);
 		return;
 	default:
 		return;

@@ -27,9 +27,16 @@ struct client *cancel_lookup(struct cancel_table *t, uint32_t pid, uint32_t key)
 
 /*
  * Sends a cancel for the backend of libpq connection pgconn (a PGconn *), on a worker thread.
- * Returns false if it could not be started (too many in flight, no memory).
+ * Returns false if it could not be started (too many in flight, no memory). With ticket
+ * non-NULL, *ticket is set to a handle that says when the request has reached PostgreSQL
+ * (its postmaster has signalled the backend) or failed: until then the server must not take
+ * another client's work, which the late cancel could hit. Release it with
+ * cancel_ticket_release.
  */
-bool cancel_send(void *pgconn);
+struct cancel_ticket;
+bool cancel_send(void *pgconn, struct cancel_ticket **ticket);
+bool cancel_ticket_done(const struct cancel_ticket *t);
+void cancel_ticket_release(struct cancel_ticket *t);
 
 /* Cancels in flight now (for the admin console and tests). */
 int cancel_inflight(void);

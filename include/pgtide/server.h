@@ -17,6 +17,7 @@ struct pt_ctx;
 struct pool;
 struct client;
 struct event;
+struct cancel_ticket;
 
 /* Where a server lives, by state (server_set_state moves it between the pool's lists). */
 enum server_state {
@@ -63,6 +64,9 @@ struct server {
 	char sync_sqlstate[6];   /* ... and what it said, for the client's FATAL */
 	char sync_message[256];
 	bool close_when_idle; /* config changed, lifetime over, ...: close instead of reuse */
+	struct cancel_ticket *cancel_ticket; /* the last cancel sent for it (cancel.h) */
+	int64_t cancel_sent_at;
+	struct event *cancel_wait_ev; /* RESET: waiting for that cancel before going idle */
 
 	/* Session state (pin.h): the probe runs at the client's next ReadyForQuery 'I'. */
 	bool probe_wanted;            /* the client may have created or dropped session state */
