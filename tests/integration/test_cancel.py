@@ -145,3 +145,25 @@ def test_cancel_after_session_ends_cannot_hit_next_owner(pgtide, pg, pool_size):
         _wait_active(pg, sql)
         _send_cancel(p, *old_key)
         assert job.exception(timeout=10) is None, "a departed client's key cancelled a query"
+
+
+@pytest.mark.deadline(60)
+def test_late_cancel_of_a_vanished_client_never_hits_the_next_one(pgtide):
+    """A client vanishes while its quick statement runs: pgtide cancels it (the backend would
+    otherwise work on for nobody) and drains. The statement finishes before the cancel lands;
+    the server must not go to the next client until the cancel has reached PostgreSQL, or that
+    client's statement is cancelled instead (scripts/soak found this)."""
+    p = pgtide.start({"pool_mode": "transaction", "default_pool_size": 1})
+    hits = []
+    with p.connect(autocommit=True) as b:
+        b.prepare_threshold = None
+        for _ in range(20):
+            a = p.raw()
+            assert a.login("app", "app", "app").ok
+            a.send(h.query_message("select 1"))
+            a.abort()  # gone with its query in flight
+            try:
+                b.execute("select pg_sleep(0.03)")
+            except psycopg.errors.QueryCanceled as e:
+                hits.append(str(e))
+    assert hits == [], f"{len(hits)} of 20 statements of the next client were cancelled"
