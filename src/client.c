@@ -336,10 +336,10 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
 	client_close(c, sqlstate, "%s", msg);
 }
 
-void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
+void client_server_lost(struct client *c, bool fatal_forwarded, const char *sqlstate,
+                        const char *msg)
 {
 	struct server *s = c->server;
-	bool fatal_forwarded = s && s->got_fatal;
 	if (s) {
 		s->client = NULL;
 		c->server = NULL;

@@ -128,6 +128,8 @@ void server_close(struct server *s, const char *why)
 		cancel_send(s->pg);
 
 	struct client *c = s->client;
+	/* Read before the unlink below: client_server_lost no longer sees s. */
+	bool fatal_forwarded = s->got_fatal;
 	bool was_connecting = s->state == SERVER_CONNECTING;
 	if (c) {
 		io_flush_pending(&s->io);
@@ -155,7 +157,8 @@ void server_close(struct server *s, const char *why)
 	}
 	if (c && c->state != CLIENT_CLOSED) {
 		c->server = NULL;
-		client_server_lost(c, "08006", "server closed the connection unexpectedly");
+		client_server_lost(c, fatal_forwarded, "08006",
+		                   "server closed the connection unexpectedly");
 	}
 	(void)was_connecting;
 	pool_kick(p);
