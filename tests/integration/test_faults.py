@@ -187,3 +187,205 @@ def test_kill_inside_transaction(pgtide, crashpg):
         rows = dict(c.execute("select tag, count(*) from crash_rows group by tag").fetchall())
         assert rows == {"committed": 100}, rows
         assert c.execute("select count(distinct id) from crash_rows").fetchone() == (100,)
+
+
+# ---- a backend terminated (pg_terminate_backend) -----------------------------------------------
+
+def _terminate(pg, pid):
+    assert pg.admin_value("select pg_terminate_backend(%s)", (pid,)) is True
+
+
+def _other_client_works(p):
+    with p.connect() as c:
+        return c.execute("select 'others'").fetchone() == ("others",)
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_terminate_backend_mid_transaction(pgtide, pg, table, mode):
+    """The client gets PostgreSQL's own FATAL 57P01 (nothing more from pgtide) and EOF; the
+    open transaction is not committed; other clients are served throughout."""
+    t = table("id int")
+    p = pgtide.start({"pool_mode": mode})
+    bystander = p.connect()
+    raw = login(p)
+    try:
+        assert raw.query("begin").status == "T"
+        assert not raw.query(f"insert into {t} select generate_series(1, 25)").errors
+        pid = backend_pid(raw)
+        assert bystander.execute("select 1").fetchone() == (1,)
+        _terminate(pg, pid)
+        msgs, took = read_to_eof(raw, 5)
+        errs = errors_of(msgs)
+        assert [(e.severity, e.sqlstate) for e in errs] == [("FATAL", "57P01")], msgs
+        assert took < 2
+        assert bystander.execute("select 2").fetchone() == (2,)
+        assert _other_client_works(p)
+        assert pg.admin_value(f"select count(*) from {t}", db="app") == 0
+    finally:
+        raw.close()
+        bystander.close()
+    assert p.alive()
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_terminate_backend_mid_copy_in(pgtide, pg, table, mode):
+    """COPY FROM STDIN with part of the data sent: the client gets FATAL 57P01 and EOF, no row
+    lands, and pgtide keeps serving."""
+    t = table("id int")
+    p = pgtide.start({"pool_mode": mode, "default_pool_size": 1})
+    raw = login(p)
+    try:
+        pid = backend_pid(raw)
+        raw.send(h.query_message(f"copy {t} from stdin"))
+        assert raw.recv_msg()[0] == "G"
+        raw.send(h.copy_data_msg(b"".join(b"%d\n" % i for i in range(1000))))
+        time.sleep(0.2)
+        _terminate(pg, pid)
+        msgs, took = read_to_eof(raw, 5)
+        errs = errors_of(msgs)
+        assert [(e.severity, e.sqlstate) for e in errs] == [("FATAL", "57P01")], msgs
+        assert took < 2
+        # a client that knows nothing yet keeps sending: pgtide must not choke on it
+        try:
+            raw.send(h.copy_data_msg(b"5\n") + h.copy_done_msg())
+        except OSError:
+            pass
+    finally:
+        raw.close()
+    assert pg.admin_value(f"select count(*) from {t}", db="app") == 0
+    t0 = time.monotonic()
+    assert _other_client_works(p)  # pool size 1: the dead server's slot is free again
+    assert time.monotonic() - t0 < 3
+    assert p.alive()
+
+
+# ---- a server that never answers, a query that stalls ------------------------------------------
+
+class SilentServer:
+    """Accepts TCP connections and never sends a byte (holds them open until closed)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self.conns.append(c)
+
+    def close(self):
+        self._stop = True
+        self.thread.join(2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_server_connect_timeout_against_a_silent_server(pgtide, pg):
+    """A [databases] entry whose server accepts TCP but never answers: the client gets FATAL
+    08006 "timeout expired" after server_connect_timeout (1 s), not before, not much later;
+    clients of the real database are served without delay meanwhile; while
+    server_login_retry runs the next client fails at once with the same error."""
+    silent = SilentServer()
+    try:
+        p = pgtide.start({**TX, "server_connect_timeout": 1, "server_login_retry": 30},
+                         databases={"stuck": f"host=127.0.0.1 port={silent.port} dbname=x"})
+        with p.connect() as good:
+            good.execute("select 1")
+            job = h.Background(h.login_or_query_error, p.host, p.port, "app", "app", "stuck",
+                               timeout=10)
+            worst = 0.0
+            while not job.done():
+                t0 = time.monotonic()
+                assert good.execute("select 'real'").fetchone() == ("real",)
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.02)
+            err, took = job.result(timeout=10)
+        print(f"\nconnect timeout error after {took:.2f}s; worst real-pool query "
+              f"{worst * 1000:.1f} ms meanwhile")
+        assert err is not None, "the client of the silent server got no error"
+        assert (err.severity, err.sqlstate) == ("FATAL", "08006"), err
+        assert "timeout expired" in err.message, err
+        assert 0.9 <= took <= 2.5, f"server_connect_timeout=1 fired after {took:.2f}s"
+        assert worst < 0.5, f"a query on the real pool took {worst:.2f}s"
+        assert silent.accepted == 1
+        # server_login_retry: no new attempt, the next client fails at once
+        err2, took2 = h.login_or_query_error(p.host, p.port, "app", "app", "stuck", timeout=5)
+        assert err2 is not None and err2.sqlstate == "08006", err2
+        assert took2 < 0.5
+        assert silent.accepted == 1
+        assert _other_client_works(p)
+    finally:
+        silent.close()
+
+
+def _stalling_query(n_before=4):
+    """Rows of 20 kB each: the first n_before reach the client (more than PostgreSQL's 8 kB
+    output buffer), then the query sleeps 10 s before the last row."""
+    return (f"select g, repeat('x', 20000), case when g = {n_before + 1} then pg_sleep(10) end "
+            f"from generate_series(1, {n_before + 1}) g")
+
+
+def test_query_timeout_cancels_a_query_stalled_mid_result(pgtide):
+    """The query has sent rows, then stalls: query_timeout (1 s) cancels it; the client gets the
+    rows already sent, then ERROR 57014 and ReadyForQuery, and its connection works after."""
+    p = pgtide.start({**TX, "query_timeout": 1})
+    raw = login(p)
+    try:
+        t0 = time.monotonic()
+        qr = raw.query(_stalling_query(), timeout=8)
+        took = time.monotonic() - t0
+        kinds = [m[0] for m in qr.messages]
+        assert kinds.count("D") == 4, kinds
+        assert [(e.severity, e.sqlstate) for e in qr.errors] == [("ERROR", "57014")], qr.errors
+        assert kinds[-1] == "Z" and qr.status == "I"
+        print(f"\nquery_timeout=1: 57014 after {took:.2f}s")
+        assert 0.9 <= took <= 2.5
+        assert raw.query("select 'alive'").results[0][1] == [("alive",)]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("query_timeout, wait_timeout", [(1, 4), (4, 1)])
+def test_query_timeout_and_the_waiting_queue(pgtide, query_timeout, wait_timeout):
+    """Pool size 1, a query stalled mid-result holds the server, a second client queues.
+    query_timeout < query_wait_timeout: the cancel frees the server and the waiter runs.
+    query_wait_timeout < query_timeout: the waiter gets 53300 at its deadline, while the
+    stalled query is still running, and gets 57014 at its own."""
+    p = pgtide.start({**TX, "default_pool_size": 1, "query_timeout": query_timeout,
+                      "query_wait_timeout": wait_timeout})
+    stalled, waiter = login(p), login(p)
+    try:
+        t0 = time.monotonic()
+        stalled.send(h.query_message(_stalling_query()))
+        assert stalled.recv_msg()[0] == "T"
+        job = h.Background(waiter.query, "select 'waited'", timeout=10)
+        first = h.Background(stalled.read_results, timeout=10)
+        wq, sq = job.result(timeout=10), first.result(timeout=10)
+        w_at, s_at = job.finished_at - t0, first.finished_at - t0
+        print(f"\nquery_timeout={query_timeout} query_wait_timeout={wait_timeout}: stalled "
+              f"done at {s_at:.2f}s, waiter at {w_at:.2f}s")
+        assert [e.sqlstate for e in sq.errors] == ["57014"], sq.errors
+        assert query_timeout - 0.1 <= s_at <= query_timeout + 1.5
+        if query_timeout < wait_timeout:
+            assert not wq.errors and wq.results[0][1] == [("waited",)], wq.messages
+            assert s_at <= w_at <= s_at + 1
+        else:
+            assert [e.sqlstate for e in wq.errors] == ["53300"], wq.messages
+            assert wait_timeout - 0.1 <= w_at <= wait_timeout + 1.5
+            assert w_at < s_at
+    finally:
+        stalled.close()
+        waiter.close()
