@@ -389,3 +389,225 @@ def test_query_timeout_and_the_waiting_queue(pgtide, query_timeout, wait_timeout
     finally:
         stalled.close()
         waiter.close()
+
+
+# ---- slow and vanishing clients ----------------------------------------------------------------
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class StreamCounter:
+    """Reads a simple-query reply off a raw socket without keeping it: counts DataRows, stops at
+    ReadyForQuery."""
+
+    def __init__(self, raw):
+        self.sock = raw.sock
+        self.buf = bytearray(raw.buf)
+        raw.buf = b""
+        self.rows = 0
+        self.bytes = 0
+        self.kinds = []  # types other than DataRow, in order
+        self.done = False
+
+    def feed(self, max_bytes):
+        chunk = self.sock.recv(max_bytes)
+        if not chunk:
+            raise EOFError("closed mid-result")
+        self.bytes += len(chunk)
+        self.buf += chunk
+        off = 0
+        while len(self.buf) - off >= 5:
+            (ln,) = struct.unpack_from("!I", self.buf, off + 1)
+            if len(self.buf) - off < 1 + ln:
+                break
+            t = chr(self.buf[off])
+            if t == "D":
+                self.rows += 1
+            else:
+                self.kinds.append(t)
+                if t == "Z":
+                    self.done = True
+            off += 1 + ln
+        del self.buf[:off]
+
+
+def test_slow_reader_keeps_rss_bounded(pgtide):
+    """A 200 MB result to a client that reads nothing for 3 s, then 64 kB every 10 ms for 2 s,
+    then the rest: backpressure stops pgtide reading the server, so its RSS grows by a few MB,
+    not by the result. Every row arrives."""
+    p = pgtide.start(TX)
+    raw = login(p, timeout=30)
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    try:
+        assert raw.query("select 1").results
+        pid = p.proc.pid
+        base = rss_kb(pid)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_kb(pid))
+                time.sleep(0.02)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        n = 200000
+        raw.send(h.query_message(f"select repeat('x', 1000) from generate_series(1, {n})"))
+        time.sleep(3)
+        stalled_peak = peak[0]
+        sc = StreamCounter(raw)
+        raw.sock.settimeout(10)
+        t_end = time.monotonic() + 2
+        while time.monotonic() < t_end:
+            sc.feed(65536)
+            time.sleep(0.01)
+        slow_bytes = sc.bytes
+        t0 = time.monotonic()
+        while not sc.done and time.monotonic() - t0 < 30:
+            sc.feed(1 << 20)
+        stop.set()
+        sampler.join(2)
+        assert sc.done, "the result did not finish"
+        assert sc.rows == n
+        assert sc.kinds == ["T", "C", "Z"], sc.kinds
+        growth_mb = (peak[0] - base) / 1024
+        print(f"\nslow reader: {sc.bytes / 1e6:.0f} MB relayed; pgtide RSS {base / 1024:.1f} MB "
+              f"before, +{(stalled_peak - base) / 1024:.1f} MB after 3 s unread, peak "
+              f"+{growth_mb:.1f} MB; {slow_bytes / 1e6:.1f} MB read in the slow phase")
+        assert sc.bytes > 200e6
+        assert growth_mb < 20, f"pgtide grew by {growth_mb:.1f} MB under a slow reader"
+        assert raw.query("select 'after'").results[0][1] == [("after",)]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("where", ["between_messages", "mid_message"])
+def test_client_vanishes_mid_copy_in_transaction(pgtide, pg, table, where):
+    """Transaction pooling, pool size 1: a client inside BEGIN streams COPY data (2 MB) and
+    vanishes (RST). Nothing it sent is committed and rows committed earlier stay.
+    between_messages (every CopyData whole and read by the server): pgtide sends CopyFail and
+    the same server connection goes back to the pool clean: the next client gets it, outside
+    any transaction. mid_message (a CopyData half sent): that server cannot be finished
+    cleanly, so it is closed and the next client gets a new one; never more than one."""
+    t = table("id int, pad text")
+    p = pgtide.start({**TX, "default_pool_size": 1})
+    with p.connect() as c:
+        c.execute(f"insert into {t} select g, 'kept' from generate_series(1, 7) g")
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+    raw = login(p)
+    try:
+        assert raw.query("begin").status == "T"
+        raw.send(h.query_message(f"copy {t} from stdin"))
+        assert raw.recv_msg()[0] == "G"
+        line = b"%d\t" + b"p" * 200 + b"\n"
+        sent = 0
+        for k in range(100):  # 100 messages of 20 kB
+            chunk = b"".join(line % (k * 100 + i) for i in range(100))
+            raw.send(h.copy_data_msg(chunk))
+            sent += len(chunk)
+        if where == "mid_message":
+            raw.send(b"d" + struct.pack("!I", 4 + 100000) + b"1\tpartial\n" * 1000)
+        h.wait_for(lambda: (pg.admin_value(
+            "select bytes_processed from pg_stat_progress_copy where pid = %s", (pid,))
+            or 0) >= sent, 5, what="the server to read the COPY data")
+        time.sleep(0.1)
+    finally:
+        raw.abort()
+    t0 = time.monotonic()
+    with p.connect() as c:
+        now_pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        if where == "between_messages":
+            assert now_pid == pid, "the server was not given back to the pool"
+        else:
+            assert now_pid != pid, "a server left mid-message was reused"
+        assert c.execute(f"select pad, count(*) from {t} group by pad").fetchall() == \
+            [("kept", 7)]
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    took = time.monotonic() - t0
+    print(f"\n[{where}] next client served {took:.2f}s after the COPY client vanished")
+    assert took < 5
+    h.wait_for(lambda: pg.count_backends(user="app", db="app") == 1, 5,
+               what="exactly one server for pool size 1")
+
+
+# ---- running out of descriptors and client slots -----------------------------------------------
+
+def _crowd_member(p):
+    """Connects and logs in; returns (RawConn, None) when admitted, (None, PgError) when
+    refused (refused before the startup packet, as pgtide does out of descriptors, or after)."""
+    import select
+    r = h.RawConn(p.host, p.port, timeout=5)
+    ready, _, _ = select.select([r.sock], [], [], 0.05)
+    if ready:
+        err = h.read_protocol_error(r, timeout=2)
+        r.close()
+        return None, err
+    res = r.login("app", "app", "app")
+    if res.ok:
+        return r, None
+    r.close()
+    assert res.error is not None, res
+    return None, res.error
+
+
+@pytest.mark.parametrize("limit", ["nofile", "max_client_conn"])
+def test_client_limit_reached(pgtide, limit):
+    """pgtide runs out of file descriptors (RLIMIT_NOFILE 64) or of max_client_conn (20): the
+    next clients get FATAL 53300; the clients already in carry on; once the crowd leaves, new
+    clients are served again."""
+    settings = {**TX, "default_pool_size": 2}
+    settings["max_client_conn"] = 1000 if limit == "nofile" else 20
+    p = pgtide.prepare(settings)
+    if limit == "nofile":
+        p.preexec_fn = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    p.spawn()
+    p.wait_ready()
+    first = [p.connect() for _ in range(2)]
+    crowd, refused = [], []
+    try:
+        for c in first:
+            c.execute("begin")
+            c.execute("select 1")  # both servers open now
+        for c in first:
+            c.execute("commit")
+        for _ in range(100):
+            r, err = _crowd_member(p)
+            if r:
+                crowd.append(r)
+            else:
+                refused.append(err)
+                if len(refused) == 3:
+                    break
+        print(f"\n[{limit}] {len(crowd)} admitted, then refused: "
+              f"{[(e.sqlstate, e.message) for e in refused]}; pgtide fds {p.fd_count()}")
+        assert len(refused) == 3, "nobody was refused"
+        assert [(e.severity, e.sqlstate) for e in refused] == [("FATAL", "53300")] * 3
+        assert all(e.message == "sorry, too many clients already" for e in refused)
+        if limit == "max_client_conn":
+            assert len(crowd) == 20 - len(first)
+        else:
+            assert 30 <= len(crowd) <= 62
+        for i, c in enumerate(first):  # those in carry on, while the limit holds
+            assert c.execute("select %s::int", (i,)).fetchone() == (i,)
+        for r in crowd[:5]:
+            assert r.query("select 'crowd'").results[0][1] == [("crowd",)]
+    finally:
+        for r in crowd:
+            r.close()
+    def admitted():
+        r, err = _crowd_member(p)
+        if r:
+            ok = r.query("select 'again'").results[0][1] == [("again",)]
+            r.close()
+            return ok
+        return False
+    h.wait_for(admitted, 5, interval=0.1, what="a new client admitted after the crowd left")
+    for c in first:
+        assert c.execute("select 'still'").fetchone() == ("still",)
+        c.close()
+    assert p.alive()
