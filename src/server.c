@@ -223,6 +223,27 @@ static void connect_failed(struct server *s, const char *sqlstate, const char *m
 	pool_server_connect_failed(p, sqlstate, msg);
 }
 
+/*
+ * libpq failed: PostgreSQL's error, or pgtide out of descriptors ("could not create socket: Too
+ * many open files"), which says nothing about the server and must not start server_login_retry.
+ */
+static void connect_failed_libpq(struct server *s, const char *err)
+{
+	char sqlstate[6], msg[512];
+	parse_connect_error(err, sqlstate, msg, sizeof(msg));
+	/* strerror's text in pgtide's own locale, as libpq wrote it. */
+	bool no_fd = strstr(err, strerror(EMFILE)) || strstr(err, strerror(ENFILE));
+	if (!no_fd) {
+		connect_failed(s, sqlstate, msg);
+		return;
+	}
+	struct pool *p = s->pool;
+	SLOG(LOG_LEVEL_WARNING, s, "server connection failed: %s (raise the open-files limit)",
+	     msg);
+	server_close(s, "out of file descriptors");
+	pool_server_connect_no_fd(p, msg);
+}
+
 static void connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
@@ -309,12 +330,9 @@ static void connect_poll(evutil_socket_t fd, short what, void *arg)
 		take_over(s);
 		return;
 	case PGRES_POLLING_FAILED:
-	default: {
-		char sqlstate[6], msg[512];
-		parse_connect_error(PQerrorMessage(s->pg), sqlstate, msg, sizeof(msg));
-		connect_failed(s, sqlstate, msg);
+	default:
+		connect_failed_libpq(s, PQerrorMessage(s->pg));
 		return;
-	}
 	}
 }
 
@@ -337,10 +355,7 @@ struct server *server_connect(struct pool *pool)
 	TAILQ_INSERT_TAIL(&pool->connecting, s, link);
 	pool->n_connecting++;
 	if (!s->pg || PQstatus(s->pg) == CONNECTION_BAD) {
-		char sqlstate[6], msg[512];
-		parse_connect_error(s->pg ? PQerrorMessage(s->pg) : "out of memory", sqlstate, msg,
-		                    sizeof(msg));
-		connect_failed(s, sqlstate, msg);
+		connect_failed_libpq(s, s->pg ? PQerrorMessage(s->pg) : "out of memory");
 		return NULL;
 	}
 	PQsetnonblocking(s->pg, 1);
