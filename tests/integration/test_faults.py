@@ -611,3 +611,48 @@ def test_client_limit_reached(pgtide, limit):
         assert c.execute("select 'still'").fetchone() == ("still",)
         c.close()
     assert p.alive()
+
+
+def test_fd_exhaustion_while_a_client_needs_a_new_server(pgtide):
+    """Out of descriptors (RLIMIT_NOFILE 64) when a queued client needs a new server: the
+    failed socket() is pgtide's shortage, not the server's, so it must not start
+    server_login_retry (15 s here) for the pool. The client waits (no error), and is served
+    within a janitor tick or two of the crowd leaving; later clients are served at once."""
+    p = pgtide.prepare({**TX, "default_pool_size": 2, "max_client_conn": 1000,
+                        "server_login_retry": 15, "query_wait_timeout": 20})
+    p.preexec_fn = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    p.spawn()
+    p.wait_ready()
+    holder, needy = p.connect(), p.connect()
+    crowd = []
+    try:
+        holder.execute("begin")
+        holder.execute("select 1")  # the only server, held
+        for _ in range(100):
+            r, err = _crowd_member(p)
+            if not r:
+                assert err.sqlstate == "53300", err
+                break
+            crowd.append(r)
+        job = h.Background(needy.execute, "select 'needy'")
+        time.sleep(1)
+        assert not job.done(), f"the queued client did not wait: {job.exception(0)!r}"
+        for r in crowd:
+            r.close()
+        crowd = []
+        left = time.monotonic()
+        assert job.result(timeout=10).fetchone() == ("needy",)
+        took = time.monotonic() - left
+        print(f"\nqueued client served {took:.2f}s after the crowd left")
+        assert took < 2, f"served {took:.2f}s after descriptors were free again"
+        holder.execute("commit")
+        t0 = time.monotonic()
+        with p.connect() as c:
+            assert c.execute("select 'next'").fetchone() == ("next",)
+        assert time.monotonic() - t0 < 1
+        assert "out of file descriptors" in p.log()
+    finally:
+        for r in crowd:
+            r.close()
+        holder.close()
+        needy.close()
