@@ -393,6 +393,11 @@ def test_query_timeout_and_the_waiting_queue(pgtide, query_timeout, wait_timeout
 
 # ---- slow and vanishing clients ----------------------------------------------------------------
 
+def sanitized():
+    with open(h.pgtide_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -480,7 +485,12 @@ def test_slow_reader_keeps_rss_bounded(pgtide):
               f"before, +{(stalled_peak - base) / 1024:.1f} MB after 3 s unread, peak "
               f"+{growth_mb:.1f} MB; {slow_bytes / 1e6:.1f} MB read in the slow phase")
         assert sc.bytes > 200e6
-        assert growth_mb < 20, f"pgtide grew by {growth_mb:.1f} MB under a slow reader"
+        stalled_mb = (stalled_peak - base) / 1024
+        assert stalled_mb < 10, f"pgtide grew by {stalled_mb:.1f} MB with the result unread"
+        # ASan's quarantine holds freed buffers back (256 MB by default): under it, only the
+        # stalled phase says something about pgtide
+        if not sanitized():
+            assert growth_mb < 20, f"pgtide grew by {growth_mb:.1f} MB under a slow reader"
         assert raw.query("select 'after'").results[0][1] == [("after",)]
     finally:
         raw.close()
