@@ -666,3 +666,120 @@ def test_fd_exhaustion_while_a_client_needs_a_new_server(pgtide):
             r.close()
         holder.close()
         needy.close()
+
+
+# ---- a network partition between pgtide and PostgreSQL -----------------------------------------
+
+FORWARDER = r"""
+import os, socket, sys, threading
+listen_addr, port, unix_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((listen_addr, port)); srv.listen(64)
+print("ready", flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try: s.shutdown(socket.SHUT_RDWR)
+        except OSError: pass
+while True:
+    c, _ = srv.accept()
+    u = socket.socket(socket.AF_UNIX); u.connect(unix_path)
+    for a, b in ((c, u), (u, c)):
+        threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+"""
+
+
+def _ip(*args, check=True):
+    return __import__("subprocess").run(["ip", *args], capture_output=True, text=True,
+                                        check=check, timeout=10)
+
+
+@pytest.fixture
+def partitionable(pg):
+    """PostgreSQL reachable at 10.213.<n>.2:5432 through a veth pair into a network namespace
+    of its own, where a forwarder passes TCP on to the cluster's Unix socket. Bringing the
+    namespace's end of the link down partitions pgtide from PostgreSQL (packets vanish, no RST,
+    no FIN). (tc netem, the other way to do this, needs the sch_netem module, which this kind
+    of machine may lack; a link down needs only a namespace.) Skips where namespaces cannot be
+    made (not root, no CAP_NET_ADMIN, no ip)."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    n = os.getpid() % 250 + 1
+    ns, va, vb = f"pgtide-f{os.getpid()}", f"ptf{os.getpid() % 100000}a", f"ptf{os.getpid() % 100000}b"
+    try:
+        r = _ip("netns", "add", ns, check=False)
+    except FileNotFoundError:
+        pytest.skip("the ip command is not installed")
+    if r.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {r.stderr.strip()}")
+    fwd = None
+    try:
+        _ip("link", "add", va, "type", "veth", "peer", "name", vb)
+        _ip("link", "set", vb, "netns", ns)
+        _ip("addr", "add", f"10.213.{n}.1/24", "dev", va)
+        _ip("link", "set", va, "up")
+        _ip("netns", "exec", ns, "ip", "addr", "add", f"10.213.{n}.2/24", "dev", vb)
+        _ip("netns", "exec", ns, "ip", "link", "set", vb, "up")
+        _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        unix_path = os.path.join(pg.dir, f".s.PGSQL.{pg.port}")
+        fwd = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", FORWARDER,
+                                f"10.213.{n}.2", "5432", unix_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert fwd.stdout.readline().strip() == "ready"
+
+        class Net:
+            host = f"10.213.{n}.2"
+
+            @staticmethod
+            def partition():
+                _ip("netns", "exec", ns, "ip", "link", "set", vb, "down")
+
+            @staticmethod
+            def heal():
+                _ip("netns", "exec", ns, "ip", "link", "set", vb, "up")
+        yield Net
+    finally:
+        if fwd:
+            fwd.kill()
+            fwd.wait(5)
+        _ip("link", "del", va, check=False)
+        _ip("netns", "del", ns, check=False)
+
+
+def test_partition_during_query_is_bounded(pgtide, partitionable):
+    """The network to PostgreSQL goes silent while a query runs (no RST, no FIN: TCP alone
+    would take many minutes to notice). query_timeout (1 s) sends a cancel that cannot arrive
+    either; after cancel_wait_timeout (1 s) more of silence the client gets FATAL 08006 and is
+    closed, within bounds. After the network heals, new clients are served."""
+    p = pgtide.start({**TX, "query_timeout": 1, "cancel_wait_timeout": 1},
+                     databases={"app": f"host={partitionable.host} port=5432 dbname=app"})
+    raw = login(p)
+    try:
+        assert raw.query("select 'through the namespace'").results[0][1] == \
+            [("through the namespace",)]
+        raw.send(h.query_message("select pg_sleep(30)"))
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        partitionable.partition()
+        msgs, _ = read_to_eof(raw, 10)
+        took = time.monotonic() - t0
+        errs = errors_of(msgs)
+        print(f"\npartition: client closed {took:.2f}s after the link went down: "
+              f"{[(e.sqlstate, e.message) for e in errs]}")
+        assert [(e.severity, e.sqlstate) for e in errs] == [("FATAL", "08006")], msgs
+        assert "cancel" in errs[0].message
+        assert 1.5 <= took <= 4.5
+    finally:
+        raw.close()
+        partitionable.heal()
+    with p.connect() as c:
+        assert c.execute("select 'healed'").fetchone() == ("healed",)
+    assert p.alive()
