@@ -336,10 +336,10 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
 	client_close(c, sqlstate, "%s", msg);
 }
 
-void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
+void client_server_lost(struct client *c, bool fatal_forwarded, const char *sqlstate,
+                        const char *msg)
 {
 	struct server *s = c->server;
-	bool fatal_forwarded = s && s->got_fatal;
 	if (s) {
 		s->client = NULL;
 		c->server = NULL;
@@ -1296,8 +1296,28 @@ void client_check_timeouts(struct client *c, int64_t now)
 			/* PostgreSQL answers the cancel with 57014 "canceling statement due to user
 			 * request"; the client and the server both carry on. */
 			s->query_cancel_sent = true;
+			s->cancel_quiet_since = now;
+			s->cancel_bytes_in = s->io.bytes_in;
 			CLOG(LOG_LEVEL_LOG, c, "query_timeout: cancelling the running query");
 			server_cancel_query(s);
+		} else if (s->query_cancel_sent) {
+			/*
+			 * A server that sends nothing at all after the cancel (a network partition,
+			 * a host gone without a FIN) would hold the client until TCP gives up,
+			 * minutes later. Silence only counts while pgtide reads: backpressure is
+			 * not silence.
+			 */
+			int64_t wait = cfg->cancel_wait_timeout > 0 ? cfg->cancel_wait_timeout
+			                                            : 10 * 1000000;
+			if (s->io.bp_paused || s->io.bytes_in != s->cancel_bytes_in) {
+				s->cancel_quiet_since = now;
+				s->cancel_bytes_in = s->io.bytes_in;
+			} else if (now - s->cancel_quiet_since > wait) {
+				client_close(c, "08006",
+				             "query_timeout: the server did not answer the cancel "
+				             "within "
+				             "cancel_wait_timeout");
+			}
 		}
 		return;
 	}

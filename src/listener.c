@@ -89,6 +89,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			    errno == ECONNABORTED)
 				return;
 			if (errno == EMFILE || errno == ENFILE) {
+				int err = errno; /* refuse_with_reserve's calls overwrite it */
 				/*
 				 * Out of descriptors. The listening socket stays readable, so
 				 * leaving the connection queued would spin the loop: spend the
@@ -99,7 +100,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				int64_t now = pt_now();
 				if (now - ctx->last_accept_error_log > 5 * 1000000) {
 					log_warn("accept: %s (raise the open-files limit)",
-					         strerror(errno));
+					         strerror(err));
 					ctx->last_accept_error_log = now;
 				}
 				return;

@@ -445,10 +445,17 @@ static bool in_retry_wait(struct pool *p)
 	       pt_now() - p->last_connect_failure < p->ctx->cfg.server_login_retry;
 }
 
+/* Shorter than the janitor's period (250 ms), so each tick may try again. */
+#define FD_SHORT_BACKOFF (100 * 1000)
+
 /* Opens servers for clients that need one, within the limits. */
 static void open_servers(struct pool *p)
 {
 	if (p->ctx->phase == PT_SHUTDOWN_NOW || p->paused)
+		return;
+	/* Out of descriptors a moment ago: the janitor's next tick tries again, not a busy loop of
+	 * failures each kicking the pool. */
+	if (p->fd_short_at && pt_now() - p->fd_short_at < FD_SHORT_BACKOFF)
 		return;
 	int demand = p->n_waiting_clients + (p->n_login_wait > 0 ? 1 : 0);
 	while (p->n_connecting < demand && !in_retry_wait(p)) {
@@ -499,6 +506,7 @@ void pool_server_connected(struct pool *p, struct server *s)
 		pool_forget_login(p);
 	}
 	p->last_connect_failure = 0;
+	p->fd_short_at = 0;
 	if (s->state == SERVER_CONNECTING) {
 		server_set_state(s, SERVER_IDLE);
 		if (p->connect_query && p->connect_query[0]) {
@@ -537,6 +545,14 @@ void pool_server_connect_failed(struct pool *p, const char *sqlstate, const char
 		while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL)
 			client_fail(c, sqlstate, message);
 	}
+}
+
+void pool_server_connect_no_fd(struct pool *p, const char *message)
+{
+	p->fd_short_at = pt_now();
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->login_wait)) != NULL)
+		client_fail(c, "53300", message);
 }
 
 /* ---- handing out servers ---- */

@@ -128,6 +128,8 @@ void server_close(struct server *s, const char *why)
 		cancel_send(s->pg, NULL);
 
 	struct client *c = s->client;
+	/* Read before the unlink below: client_server_lost no longer sees s. */
+	bool fatal_forwarded = s->got_fatal;
 	bool was_connecting = s->state == SERVER_CONNECTING;
 	if (c) {
 		io_flush_pending(&s->io);
@@ -159,7 +161,8 @@ void server_close(struct server *s, const char *why)
 	}
 	if (c && c->state != CLIENT_CLOSED) {
 		c->server = NULL;
-		client_server_lost(c, "08006", "server closed the connection unexpectedly");
+		client_server_lost(c, fatal_forwarded, "08006",
+		                   "server closed the connection unexpectedly");
 	}
 	(void)was_connecting;
 	pool_kick(p);
@@ -223,6 +226,27 @@ static void connect_failed(struct server *s, const char *sqlstate, const char *m
 	SLOG(LOG_LEVEL_WARNING, s, "server connection failed: %s (%s)", msg, sqlstate);
 	server_close(s, "connect failed");
 	pool_server_connect_failed(p, sqlstate, msg);
+}
+
+/*
+ * libpq failed: PostgreSQL's error, or pgtide out of descriptors ("could not create socket: Too
+ * many open files"), which says nothing about the server and must not start server_login_retry.
+ */
+static void connect_failed_libpq(struct server *s, const char *err)
+{
+	char sqlstate[6], msg[512];
+	parse_connect_error(err, sqlstate, msg, sizeof(msg));
+	/* strerror's text in pgtide's own locale, as libpq wrote it. */
+	bool no_fd = strstr(err, strerror(EMFILE)) || strstr(err, strerror(ENFILE));
+	if (!no_fd) {
+		connect_failed(s, sqlstate, msg);
+		return;
+	}
+	struct pool *p = s->pool;
+	SLOG(LOG_LEVEL_WARNING, s, "server connection failed: %s (raise the open-files limit)",
+	     msg);
+	server_close(s, "out of file descriptors");
+	pool_server_connect_no_fd(p, msg);
 }
 
 static void connect_timeout(evutil_socket_t fd, short what, void *arg)
@@ -311,12 +335,9 @@ static void connect_poll(evutil_socket_t fd, short what, void *arg)
 		take_over(s);
 		return;
 	case PGRES_POLLING_FAILED:
-	default: {
-		char sqlstate[6], msg[512];
-		parse_connect_error(PQerrorMessage(s->pg), sqlstate, msg, sizeof(msg));
-		connect_failed(s, sqlstate, msg);
+	default:
+		connect_failed_libpq(s, PQerrorMessage(s->pg));
 		return;
-	}
 	}
 }
 
@@ -339,10 +360,7 @@ struct server *server_connect(struct pool *pool)
 	TAILQ_INSERT_TAIL(&pool->connecting, s, link);
 	pool->n_connecting++;
 	if (!s->pg || PQstatus(s->pg) == CONNECTION_BAD) {
-		char sqlstate[6], msg[512];
-		parse_connect_error(s->pg ? PQerrorMessage(s->pg) : "out of memory", sqlstate, msg,
-		                    sizeof(msg));
-		connect_failed(s, sqlstate, msg);
+		connect_failed_libpq(s, s->pg ? PQerrorMessage(s->pg) : "out of memory");
 		return NULL;
 	}
 	PQsetnonblocking(s->pg, 1);

@@ -108,8 +108,13 @@ void client_login_complete(struct client *c);
 /* A server was linked to c (by the pool) and is ready for c's work: resume relaying. */
 void client_server_ready(struct client *c);
 
-/* c's server went away while linked (died, failed). Tells the client and closes it. */
-void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
+/*
+ * c's server went away while linked (died, failed). Tells the client (sqlstate, msg) and closes
+ * it; with fatal_forwarded the server's own FATAL (57P01 from pg_terminate_backend, ...) has
+ * already been relayed and is the client's last message: nothing is added after it.
+ */
+void client_server_lost(struct client *c, bool fatal_forwarded, const char *sqlstate,
+                        const char *msg);
 
 /* Sends an ErrorResponse + close for a failed server connect to a client waiting on it. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);

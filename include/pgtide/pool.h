@@ -69,6 +69,7 @@ struct pool {
 	bool login_differs; /* that set differs from welcome: check it on a server */
 	bool have_welcome;
 	int64_t last_connect_failure; /* monotonic usec, 0 = none */
+	int64_t fd_short_at; /* last connect that found pgtide out of descriptors, 0 = none */
 	char fail_sqlstate[6];
 	char *fail_message;
 };
@@ -102,6 +103,12 @@ void pool_kick(struct pool *p);
 void pool_server_connected(struct pool *p, struct server *s);
 /* A connect failed with sqlstate/message: fail the clients that were waiting on it. */
 void pool_server_connect_failed(struct pool *p, const char *sqlstate, const char *message);
+/*
+ * A connect failed because pgtide itself is out of file descriptors: not the server's fault, so
+ * no server_login_retry; queued clients keep waiting (the janitor tries again, query_wait_timeout
+ * bounds it), logins waiting for the first server get 53300.
+ */
+void pool_server_connect_no_fd(struct pool *p, const char *message);
 
 /* Periodic work: idle timeouts, lifetimes, min_pool_size, wait timeouts. */
 void pool_janitor(struct pool *p, int64_t now);

@@ -82,9 +82,13 @@ struct server {
 	int64_t query_start;    /* when the client's oldest pending request was sent */
 	int64_t xact_start;     /* when the transaction's first request started (SHOW STATS) */
 	bool query_cancel_sent; /* query_timeout already cancelled it */
-	int64_t txn_start;      /* when the transaction began (ReadyForQuery went I -> T/E) */
-	int64_t last_ready;     /* when the last ReadyForQuery arrived */
-	int64_t created_at;     /* monotonic usec */
+	/* After that cancel: since when the server has sent nothing (pgtide reading), and
+	 * io.bytes_in then; silence past cancel_wait_timeout closes the client. */
+	int64_t cancel_quiet_since;
+	uint64_t cancel_bytes_in;
+	int64_t txn_start;  /* when the transaction began (ReadyForQuery went I -> T/E) */
+	int64_t last_ready; /* when the last ReadyForQuery arrived */
+	int64_t created_at; /* monotonic usec */
 	int64_t idle_since;
 	uint64_t n_linked; /* times linked to a client */
 

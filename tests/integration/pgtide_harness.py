@@ -248,6 +248,20 @@ hostssl all all       127.0.0.1/32    scram-sha-256
                 c.execute("CREATE ROLE certuser LOGIN")
                 c.execute("GRANT CONNECT ON DATABASE app TO certuser")
 
+    def kill_immediate(self):
+        """Stops the cluster as a crash would (pg_ctl stop -m immediate: backends get SIGQUIT
+        and exit without a clean shutdown; the next start runs crash recovery)."""
+        self._run([pg_tool("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "-t", "60",
+                   "stop"])
+        self.started = False
+
+    def restart(self):
+        """Starts the cluster again on the same data directory and port (after
+        kill_immediate)."""
+        self._run([pg_tool("pg_ctl"), "-D", self.data, "-l", self.logfile, "-w", "-t", "60",
+                   "start"])
+        self.started = True
+
     def stop(self):
         if self.started:
             try:
@@ -452,6 +466,7 @@ class PgtideProcess:
         self.stderr_path = os.path.join(workdir, "stderr.txt")
         self.proc = None
         self.extra_pids = []  # a daemonized pgtide's pid, to kill at teardown
+        self.preexec_fn = None  # run in the child before exec (e.g. setrlimit)
         self.sent_sigkill = False
         self._out = None
         self._err = None
@@ -465,7 +480,7 @@ class PgtideProcess:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.proc = subprocess.Popen([pgtide_bin()] + self.args, stdout=self._out,
                                      stderr=self._err, stdin=subprocess.DEVNULL,
-                                     cwd=self.workdir, env=env)
+                                     cwd=self.workdir, env=env, preexec_fn=self.preexec_fn)
         return self
 
     def wait_ready(self, timeout=10):
