@@ -440,6 +440,16 @@ static int pool_prepared_count(const struct pool *p)
 	return n;
 }
 
+/* Servers of list with a cancel request still on its way to PostgreSQL (cancel.h). */
+static int cancelling(const struct server_list *list)
+{
+	int n = 0;
+	const struct server *s;
+	TAILQ_FOREACH(s, list, link)
+	n += s->cancel_ticket && !cancel_ticket_done(s->cancel_ticket);
+	return n;
+}
+
 static void show_pools(struct client *c, struct pbuf *b)
 {
 	static const struct admin_col cols[] = {
@@ -480,8 +490,8 @@ static void show_pools(struct client *c, struct pbuf *b)
 		rs_int(&r, 0);
 		rs_int(&r, 0);
 		rs_int(&r, p->n_active);
-		rs_int(&r, 0);
-		rs_int(&r, 0);
+		rs_int(&r, cancelling(&p->active));
+		rs_int(&r, cancelling(&p->used));
 		rs_int(&r, p->n_idle);
 		rs_int(&r, p->n_used);
 		rs_int(&r, 0);

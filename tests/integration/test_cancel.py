@@ -153,7 +153,7 @@ def test_late_cancel_of_a_vanished_client_never_hits_the_next_one(pgtide):
     otherwise work on for nobody) and drains. The statement finishes before the cancel lands;
     the server must not go to the next client until the cancel has reached PostgreSQL, or that
     client's statement is cancelled instead (scripts/soak found this)."""
-    p = pgtide.start({"pool_mode": "transaction", "default_pool_size": 1})
+    p = pgtide.start({"pool_mode": "transaction", "default_pool_size": 1, "admin_users": "app"})
     hits = []
     with p.connect(autocommit=True) as b:
         b.prepare_threshold = None
@@ -167,3 +167,9 @@ def test_late_cancel_of_a_vanished_client_never_hits_the_next_one(pgtide):
             except psycopg.errors.QueryCanceled as e:
                 hits.append(str(e))
     assert hits == [], f"{len(hits)} of 20 statements of the next client were cancelled"
+    # every cancel has arrived: no server is held back any more (SHOW POOLS)
+    with h.AdminConsole(p) as adm:
+        def settled():
+            row = [r for r in adm.rows("SHOW POOLS") if r["database"] == "app"][0]
+            return (row["sv_active_cancel"], row["sv_being_canceled"]) == (0, 0)
+        h.wait_for(settled, 5, what="no cancel left on its way")
