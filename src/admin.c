@@ -1693,19 +1693,21 @@ static void apply_setting(struct pt_ctx *ctx, const char *name)
 }
 
 /*
- * Reads a SET value: a 'string' ('' for a quote) or a bare word or number. Returns false if
- * neither is there or it is longer than n - 1.
+ * Reads a token: text in `quote` characters (a doubled one stands for itself; empty allowed if
+ * empty_ok) or a run of letters, digits and the characters in `bare`. Returns false if neither
+ * is there or it is longer than n - 1.
  */
-static bool read_value(const char **pp, const char *end, char *out, size_t n)
+static bool read_token(const char **pp, const char *end, char quote, const char *bare,
+                       bool empty_ok, char *out, size_t n)
 {
 	const char *p = sqlscan_skip_space(*pp, end);
 	size_t o = 0;
-	if (p < end && *p == '\'') {
+	if (p < end && *p == quote) {
 		for (p++;; p++) {
 			if (p >= end)
 				return false;
-			if (*p == '\'') {
-				if (p + 1 < end && p[1] == '\'')
+			if (*p == quote) {
+				if (p + 1 < end && p[1] == quote)
 					p++;
 				else
 					break;
@@ -1715,8 +1717,10 @@ static bool read_value(const char **pp, const char *end, char *out, size_t n)
 			out[o++] = *p;
 		}
 		p++;
+		if (o == 0 && !empty_ok)
+			return false;
 	} else {
-		while (p < end && (isalnum((unsigned char)*p) || strchr("_.-+:/", *p))) {
+		while (p < end && (isalnum((unsigned char)*p) || strchr(bare, *p))) {
 			if (o + 1 >= n)
 				return false;
 			out[o++] = *p++;
@@ -1727,6 +1731,12 @@ static bool read_value(const char **pp, const char *end, char *out, size_t n)
 	out[o] = '\0';
 	*pp = p;
 	return true;
+}
+
+/* A SET value: a 'string' ('' for a quote, may be empty) or a bare word or number. */
+static bool read_value(const char **pp, const char *end, char *out, size_t n)
+{
+	return read_token(pp, end, '\'', "_.-+:/", true, out, n);
 }
 
 static enum admin_result cmd_set(struct client *c, struct pbuf *b, const char *p, const char *end)
@@ -1794,42 +1804,12 @@ static enum admin_result cmd_set(struct client *c, struct pbuf *b, const char *p
 /* ---- parsing ---- */
 
 /*
- * Reads a command argument: a "quoted" name ("" for a quote) or a bare word of letters, digits
- * and _ . - (database names keep their case, as in PgBouncer). False if none is there.
+ * A command argument: a "quoted" name ("" for a quote) or a bare word of letters, digits and
+ * _ . - $ (database names keep their case, as in PgBouncer).
  */
 static bool read_arg(const char **pp, const char *end, char *out, size_t n)
 {
-	const char *p = sqlscan_skip_space(*pp, end);
-	size_t o = 0;
-	if (p < end && *p == '"') {
-		for (p++;; p++) {
-			if (p >= end)
-				return false;
-			if (*p == '"') {
-				if (p + 1 < end && p[1] == '"')
-					p++;
-				else
-					break;
-			}
-			if (o + 1 >= n)
-				return false;
-			out[o++] = *p;
-		}
-		p++;
-		if (o == 0)
-			return false;
-	} else {
-		while (p < end && (isalnum((unsigned char)*p) || strchr("_.-$", *p))) {
-			if (o + 1 >= n)
-				return false;
-			out[o++] = *p++;
-		}
-		if (o == 0)
-			return false;
-	}
-	out[o] = '\0';
-	*pp = p;
-	return true;
+	return read_token(pp, end, '"', "_.-$", false, out, n);
 }
 
 static void invalid_command(struct client *c, struct pbuf *b, const char *sql, size_t len)
