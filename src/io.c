@@ -414,7 +414,9 @@ static void on_read_event(evutil_socket_t fd, short what, void *arg)
 	if (n > 0) {
 		b->end += (uint32_t)n;
 		io->bytes_in += (uint64_t)n;
+		pt_now_hold();
 		io->ops->on_readable(io->owner);
+		pt_now_release();
 		if (!io->closed) {
 			release_rbuf_if_empty(io);
 			update_read_interest(io);
@@ -491,6 +493,18 @@ static bool pump_once(struct io *io)
 			flush_forward(io);
 			io->ops->on_bad_frame(io->owner);
 			return false;
+		}
+		if ((type | 0x20) == 'd' && io->pass_rows) {
+			/* DataRow or CopyData, the bulk of a result or a COPY: nothing for the
+			 * owner. */
+			if (avail >= len) {
+				io->fwd_pending += len;
+				continue;
+			}
+			io->fwd_pending += avail;
+			io->stream_left = len - avail;
+			io->stream_action = PUMP_FORWARD;
+			break;
 		}
 		bool whole = avail >= len;
 		io->msg_avail = whole ? len : avail;

@@ -28,8 +28,24 @@
 
 void pool_run_kicks(struct pt_ctx *ctx);
 
+/* Set while an io callback runs (pt_now_hold): one clock read per wakeup, not one per use. */
+static int64_t now_held;
+
+void pt_now_hold(void)
+{
+	now_held = 0;
+	now_held = pt_now();
+}
+
+void pt_now_release(void)
+{
+	now_held = 0;
+}
+
 int64_t pt_now(void)
 {
+	if (now_held)
+		return now_held;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;

@@ -110,6 +110,8 @@ void server_set_state(struct server *s, enum server_state st)
 		TAILQ_INSERT_TAIL(&s->ctx->zombie_servers, s, link);
 	}
 	s->state = st;
+	/* Rows for the linked client pass straight through (on_message_active forwards them). */
+	s->io.pass_rows = st == SERVER_ACTIVE;
 	if (st == SERVER_IDLE)
 		s->idle_since = pt_now();
 }
@@ -442,6 +444,17 @@ static void cancel_wait_cb(evutil_socket_t fd, short what, void *arg)
 static void start_reset(struct server *s)
 {
 	struct config *cfg = &s->ctx->cfg;
+	/* The common case in transaction pooling: nothing to undo, straight back to the pool. */
+	if (s->txn_status == 'I' && !s->state_kinds && !s->probe_wanted && !s->probing &&
+	    !s->session_dirty && s->probe_settings.v == NULL && !s->cancel_ticket &&
+	    s->internal_pending == 0 &&
+	    (!cfg->server_reset_query_always || !cfg->server_reset_query ||
+	     !cfg->server_reset_query[0]) &&
+	    s->pool->pool_mode != POOL_MODE_SESSION) {
+		server_set_state(s, SERVER_IDLE);
+		pool_kick(s->pool);
+		return;
+	}
 	server_set_state(s, SERVER_RESET);
 	if (s->txn_status != 'I')
 		send_query(s, "ROLLBACK");

@@ -139,6 +139,7 @@ struct io {
 	bool pumping;      /* inside io_pump (a nested call only asks for another round) */
 	bool repump;       /* a nested io_pump was asked for */
 	bool handshaking;  /* the transport's handshake runs: no application data either way */
+	bool pass_rows;    /* DataRow and CopyData are forwarded without asking on_message */
 	int fail_errno;
 
 	uint64_t bytes_in; /* totals, for stats */

@@ -106,11 +106,14 @@ struct pt_ctx {
 	uint64_t next_conn_id;
 	int64_t last_accept_error_log; /* rate limit for "out of descriptors" warnings */
 	int reserve_fd; /* held open so that at EMFILE a client can still be refused */
-	int64_t now;    /* monotonic usec, refreshed per loop callback where needed */
 };
 
 /* Monotonic clock in microseconds. */
 int64_t pt_now(void);
+/* Between hold and release pt_now returns the time of the hold: for an io callback, whose
+ * work takes microseconds, so that its several timestamps cost one clock read. */
+void pt_now_hold(void);
+void pt_now_release(void);
 
 /* Wakes the reaper: deferred work and frees run once the current callback returns. */
 void pt_schedule_reaper(struct pt_ctx *ctx);
