@@ -1016,8 +1016,11 @@ static bool pin_check(struct client *c, struct server *s, char type, const char 
 	enum pin_mode pm = pin_mode_of(c->ctx->cfg.pin_session_state);
 	unsigned k = pm == PIN_MODE_ERROR ? pin_refusal(sql, n) : 0;
 	if (!k) {
-		if (!s->probe_wanted && pin_text_wants_probe(sql, n))
+		unsigned w = pin_text_wants_probe(sql, n);
+		if (w)
 			s->probe_wanted = true;
+		if (w & PIN_TEXT_SET_CONFIG)
+			pin_set_config_names(sql, n, server_note_set_config, s);
 		return false;
 	}
 	int bit = 0;
@@ -1127,6 +1130,7 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 			txn_on_query_opaque(&c->txn);
 		}
 		s->syncs_since_execute = 0;
+		s->simple_sent = true;
 		request_sent(s);
 		break;
 	case 'F':

@@ -154,7 +154,139 @@ static bool any_occurrence(const char *at, const char *end)
 	return true;
 }
 
-bool pin_text_wants_probe(const char *sql, size_t len)
+/* ---- set_config(name, value, is_local) ---- */
+
+static bool ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
+/* [*pp, end) without the blanks around it. */
+static void trim(const char **pp, const char **endp)
+{
+	const char *p = *pp, *e = *endp;
+	while (p < e && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
+		p++;
+	while (e > p && (e[-1] == ' ' || (e[-1] >= '\t' && e[-1] <= '\r')))
+		e--;
+	*pp = p;
+	*endp = e;
+}
+
+/* An argument that is certainly boolean true: true, or 'true', 't', 'on', 'yes', '1'. */
+static bool literal_true(const char *p, const char *e)
+{
+	size_t n = (size_t)(e - p);
+	if (n == 4 && eq_ci(p, "true", 4))
+		return true;
+	if (n < 3 || p[0] != '\'' || e[-1] != '\'')
+		return false;
+	p++;
+	n -= 2;
+	return (n == 4 && eq_ci(p, "true", 4)) || (n == 1 && (*p | 0x20) == 't') ||
+	       (n == 2 && eq_ci(p, "on", 2)) || (n == 3 && eq_ci(p, "yes", 3)) ||
+	       (n == 1 && *p == '1');
+}
+
+struct sc_call {
+	const char *name; /* the setting's name if a plain string literal, else NULL */
+	size_t name_len;
+	bool local; /* is_local is the literal true: the setting ends with its transaction */
+};
+
+/*
+ * The arguments of a call at p (just after "set_config"): false if no call follows. An
+ * argument list cut short, or with anything but the literal true as is_local, counts as a
+ * session-level call.
+ */
+static bool read_set_config(const char *p, const char *end, struct sc_call *c)
+{
+	*c = (struct sc_call){0};
+	p = sqlscan_skip_space(p, end);
+	if (p >= end || *p != '(')
+		return false;
+	const char *arg = ++p;
+	int depth = 0, n = 0;
+	for (; p < end; p++) {
+		char ch = *p;
+		if (ch == '\'' || ch == '"') {
+			/* A quoted literal or identifier; a doubled quote stays inside. */
+			for (p++; p < end && !(*p == ch && (p + 1 >= end || p[1] != ch)); p++)
+				if (*p == ch)
+					p++;
+			if (p >= end)
+				break;
+			continue;
+		}
+		if (ch == '(') {
+			depth++;
+		} else if (ch == ')' && depth > 0) {
+			depth--;
+		} else if ((ch == ',' || ch == ')') && depth == 0) {
+			const char *a = arg, *e = p;
+			trim(&a, &e);
+			if (n == 0 && e - a >= 2 && a[0] == '\'' && e[-1] == '\'' &&
+			    !memchr(a + 1, '\'', (size_t)(e - a - 2))) {
+				c->name = a + 1;
+				c->name_len = (size_t)(e - a - 2);
+			} else if (n == 2) {
+				c->local = literal_true(a, e);
+			}
+			n++;
+			arg = p + 1;
+			if (ch == ')')
+				break;
+		}
+	}
+	if (n != 3)
+		c->local = false;
+	return true;
+}
+
+/*
+ * Calls fn for each set_config call in sql; stops when fn says no. Found from its '_' (the
+ * caller has the position of one), or by scanning.
+ */
+static void each_set_config(const char *sql, size_t len,
+                            bool (*fn)(void *arg, const struct sc_call *c), void *arg)
+{
+	const char *end = sql + len, *q = sql + 3;
+	while (q < end && (q = memchr(q, '_', (size_t)(end - q))) != NULL) {
+		struct sc_call c;
+		if ((size_t)(end - q) > 7 && eq_ci(q - 3, "set", 3) && eq_ci(q + 1, "config", 6) &&
+		    (q - 3 == sql || !ident_char(q[-4])) && !ident_char(q[7]) &&
+		    read_set_config(q + 7, end, &c) && !fn(arg, &c))
+			return;
+		q++;
+	}
+}
+
+struct sc_names {
+	void (*fn)(void *arg, const char *name, size_t n);
+	void *arg;
+	bool session;
+};
+
+static bool sc_session(void *arg, const struct sc_call *c)
+{
+	struct sc_names *s = arg;
+	if (c->local)
+		return true;
+	s->session = true;
+	if (s->fn)
+		s->fn(s->arg, c->name, c->name_len);
+	return s->fn != NULL; /* only asked whether there is one: stop */
+}
+
+void pin_set_config_names(const char *sql, size_t len,
+                          void (*fn)(void *arg, const char *name, size_t n), void *arg)
+{
+	struct sc_names s = {fn, arg, false};
+	each_set_config(sql, len, sc_session, &s);
+}
+
+unsigned pin_text_wants_probe(const char *sql, size_t len)
 {
 	const char *end = sql + len, *p = sql;
 	if (len >= 6) {
@@ -162,21 +294,30 @@ bool pin_text_wants_probe(const char *sql, size_t len)
 		if ((c | 0x20) == 'c' || c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
 		    c == '-' || c == '/') {
 			if (sqlscan_word(&p, end, "create"))
-				return true;
+				return PIN_TEXT_PROBE;
 		}
 	}
 	/*
-	 * "advisory_" not followed by "xact": found from its '_', one memchr that needs no case
-	 * folding (most statements have few underscores, each checked in a few instructions).
+	 * "advisory_" not followed by "xact", and "set_config": found from their '_', one memchr
+	 * that needs no case folding (most statements have few underscores, each checked in a few
+	 * instructions).
 	 */
-	const char *q = sql + 8;
+	const char *q = sql + 3;
 	while (q < end && (q = memchr(q, '_', (size_t)(end - q))) != NULL) {
-		if (eq_ci(q - 8, "advisory", 8) &&
+		char before = (char)(q[-1] | 0x20); /* most underscores stop here */
+		if (before == 'y' && q - sql >= 8 && eq_ci(q - 8, "advisory", 8) &&
 		    !((size_t)(end - q) > 4 && eq_ci(q + 1, "xact", 4)))
-			return true;
+			return PIN_TEXT_PROBE;
+		if (before == 't' && (size_t)(end - q) > 7 && eq_ci(q - 3, "set", 3) &&
+		    eq_ci(q + 1, "config", 6) && (q - 3 == sql || !ident_char(q[-4]))) {
+			struct sc_names s = {NULL, NULL, false};
+			each_set_config(q - 3, (size_t)(end - q + 3), sc_session, &s);
+			if (s.session)
+				return PIN_TEXT_PROBE | PIN_TEXT_SET_CONFIG;
+		}
 		q++;
 	}
-	return false;
+	return 0;
 }
 
 /* ---- tags ---- */

@@ -369,9 +369,12 @@ static enum pump_action rename_stmt(struct client *c, struct server *s, const ui
 	if (kind == PX_BIND) {
 		/* A statement that may take or drop session state (pin.h), run again. */
 		if (!st->pin_probe)
-			st->pin_probe = pin_text_wants_probe(st->query, st->query_len) ? 2 : 1;
-		if (st->pin_probe == 2)
+			st->pin_probe =
+			        (uint8_t)(1 + pin_text_wants_probe(st->query, st->query_len));
+		if (st->pin_probe > 1)
 			s->probe_wanted = true;
+		if ((st->pin_probe - 1) & PIN_TEXT_SET_CONFIG)
+			pin_set_config_names(st->query, st->query_len, server_note_set_config, s);
 	}
 	struct prep_replay *r = &s->prep_replay;
 	if (r->state == PREP_REPLAY_OFF && s->prep_ring.len == 0 && s->txn_status == 'I' &&

@@ -528,6 +528,8 @@ void server_link(struct server *s, struct client *c)
 	c->io.peer = &s->io;
 	s->n_linked++;
 	s->rfq_pending = 0;
+	s->simple_sent = false;
+	s->saw_rowdesc = false;
 	s->unsynced = false;
 	s->copy_in = false;
 	s->syncs_since_execute = 0;
@@ -845,6 +847,12 @@ static bool pin_pins(const struct server *s)
 static void note_command_tag(struct server *s, const char *tag, uint32_t len)
 {
 	size_t n = len > 0 && tag[len - 1] == '\0' ? len - 1 : strnlen(tag, len);
+	/* SELECT n with no RowDescription in a simple Query: SELECT INTO or CREATE TABLE AS made a
+	 * table, perhaps a temporary one, anywhere in a multi-statement text. */
+	if (!s->saw_rowdesc && s->simple_sent && n > 7 && memcmp(tag, "SELECT ", 7) == 0 &&
+	    pin_watched(s))
+		s->probe_wanted = true;
+	s->saw_rowdesc = false;
 	unsigned eff = pin_tag_effect(tag, n);
 	if (!eff)
 		return; /* SELECT, INSERT, BEGIN, COMMIT ... */
@@ -945,7 +953,9 @@ static enum pump_action relay_reply(struct server *s, char type, const uint8_t *
 				sc->xact_count++;
 				sc->xact_time += (uint64_t)(now - s->xact_start);
 			}
-			if (--s->rfq_pending > 0) {
+			if (--s->rfq_pending == 0)
+				s->simple_sent = false;
+			else {
 				/* The next pipelined request is running now. */
 				s->query_start = now;
 				s->query_cancel_sent = false;
@@ -1041,6 +1051,9 @@ static enum pump_action relay_reply(struct server *s, char type, const uint8_t *
 			                        strnlen((const char *)msg + PROTO_HEADER_LEN,
 			                                len - PROTO_HEADER_LEN));
 		return PUMP_FORWARD;
+	case 'T':
+		s->saw_rowdesc = true;
+		return PUMP_FORWARD;
 	default:
 		return PUMP_FORWARD;
 	}
@@ -1110,6 +1123,20 @@ static void clear_customs(struct server *s)
 		free(s->custom_names[i]);
 	s->n_custom = 0;
 	s->custom_overflow = false;
+}
+
+void server_note_set_config(void *arg, const char *name, size_t n)
+{
+	struct server *s = arg;
+	char buf[128];
+	if (!name || n == 0 || n >= sizeof(buf)) {
+		s->custom_overflow = true; /* a name not known: RESET ALL before reuse */
+		return;
+	}
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	if (memchr(buf, '.', n))
+		server_note_custom_setting(s, buf); /* not in pg_settings: the probe asks */
 }
 
 void server_note_custom_setting(struct server *s, const char *name)

@@ -64,15 +64,31 @@ const char *pin_kind_name(unsigned kind);
 /* Writes the kinds in bits as "LISTEN, temporary table" into out; returns out. */
 const char *pin_kinds_text(unsigned bits, char *out, size_t n);
 
+/* What pin_text_wants_probe found (bits). */
+enum pin_text {
+	PIN_TEXT_PROBE = 1,      /* ask the server what the session holds at the next 'I' */
+	PIN_TEXT_SET_CONFIG = 2, /* a set_config call that may set a session-level value */
+};
+
 /*
- * A first look at a statement text (a simple Query or a Parse) before it is sent: true if
- * running it may create or drop session state that its CommandComplete tag does not show: a
+ * A first look at a statement text (a simple Query or a Parse) before it is sent: PIN_TEXT_PROBE
+ * if running it may create or drop session state that its CommandComplete tag does not show: a
  * call of a session advisory lock function (pg_advisory_lock, pg_try_advisory_lock_shared,
- * pg_advisory_unlock_all, ...; the _xact ones end with their transaction), or a statement that
- * starts with CREATE (CREATE TEMP TABLE ... AS answers SELECT n). Cheap: two memchr scans and
+ * pg_advisory_unlock_all, ...; the _xact ones end with their transaction), a statement that
+ * starts with CREATE (CREATE TEMP TABLE ... AS answers SELECT n), or a set_config call whose
+ * is_local argument is not the literal true (with PIN_TEXT_SET_CONFIG: its name may be a dotted
+ * setting the probe only reads when told, pin_set_config_names). Cheap: a memchr for '_' and
  * a look at the first word.
  */
-bool pin_text_wants_probe(const char *sql, size_t len);
+unsigned pin_text_wants_probe(const char *sql, size_t len);
+
+/*
+ * For each set_config call in sql that may set a session-level value (is_local not the literal
+ * true), calls fn with the setting's name when it is a plain string literal ('app.user'), else
+ * with NULL, 0 (a parameter or an expression: the name cannot be known).
+ */
+void pin_set_config_names(const char *sql, size_t len,
+                          void (*fn)(void *arg, const char *name, size_t n), void *arg);
 
 /* What a CommandComplete tag says about session state (bits of the answer). */
 enum pin_tag {

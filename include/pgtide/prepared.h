@@ -52,7 +52,7 @@ struct prep_stmt {
 	uint16_t n_types;
 	uint32_t gen;      /* moves on when its plan had to change result type (cache entries of
 	                    * an older generation are stale) */
-	uint8_t pin_probe; /* 0 not yet known, 1 no, 2 yes: running it asks for the probe (pin.h) */
+	uint8_t pin_probe; /* 0 not yet known, else 1 + pin_text_wants_probe's bits (pin.h) */
 	char name[32];     /* "pgtide_<id>": its name on every server */
 };
 

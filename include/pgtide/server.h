@@ -78,6 +78,8 @@ struct server {
 	char *custom_names[8];        /* dotted settings the client SET (pg_settings omits them) */
 	int n_custom;
 	bool custom_overflow; /* more than that: RESET ALL before reuse */
+	bool simple_sent;     /* a simple Query is among the requests in flight */
+	bool saw_rowdesc;     /* a RowDescription since the last CommandComplete */
 
 	int64_t query_start;    /* when the client's oldest pending request was sent */
 	int64_t xact_start;     /* when the transaction's first request started (SHOW STATS) */
@@ -133,5 +135,7 @@ void server_addrs(const struct server *s, char *addr, size_t n, int *port, char 
 
 /* The client SET a dotted (custom) setting on s: the probe reads it back (pin.h). */
 void server_note_custom_setting(struct server *s, const char *name);
+/* For pin_set_config_names (arg is the server): a setting a set_config call may have set. */
+void server_note_set_config(void *arg, const char *name, size_t n);
 
 #endif

@@ -421,6 +421,18 @@ STATE = {
     "set": ("set work_mem = '7MB'", "select (current_setting('work_mem') <> '7MB')::text",
             "true"),
     "role": ("set role app", "select current_setting('role')", "none"),
+    # tables made by SELECT: their tag is SELECT n, anywhere in a multi-statement text
+    "select into temp": ("select 1; select 2 as a into temp tide_gone",
+                         "select coalesce(to_regclass('pg_temp.tide_gone')::text, 'none')",
+                         "none"),
+    "create temp as": ("select 1; create temp table tide_gone as select 2 as a",
+                       "select coalesce(to_regclass('pg_temp.tide_gone')::text, 'none')", "none"),
+    # set_config(..., false) is a SET by another name
+    "set_config": ("select set_config('work_mem', '7MB', false)",
+                   "select (current_setting('work_mem') <> '7MB')::text", "true"),
+    "set_config custom": ("select set_config('tide.who', 'alice', false)",
+                          "select coalesce(nullif(current_setting('tide.who', true), ''), 'none')",
+                          "none"),
 }
 
 
@@ -443,6 +455,58 @@ def test_state_of_a_vanished_client_is_cleaned_before_reuse(pgtide, pg, state):
     got = h.Background(next_client).result(timeout=5)
     assert str(got) == clean, f"{state}: the next client found {got!r} ({check})"
     assert time.monotonic() - t0 < 2.0
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("sql", [
+    "select 1; select 2 as v into temp tide_si",
+    "select 1; create temp table tide_si as select 2 as v",
+    "select 2 as v into temporary tide_si",
+])
+def test_a_temp_table_made_by_select_pins_wherever_it_stands(pgtide, sql):
+    """SELECT INTO TEMP and CREATE TEMP TABLE AS answer SELECT n, like any SELECT, but with no
+    RowDescription: pgtide asks the server, and the client keeps its server until it drops
+    the table."""
+    p = pgtide.start({**TX, "default_pool_size": 2})
+    a = raw_login(p)
+    try:
+        raw_ok(a, sql)
+        pid_a = int(raw_ok(a, "select pg_backend_pid()").results[0][1][0][0])
+        others_never_on(p, pid_a, rounds=1)
+        assert raw_ok(a, "select v from tide_si").results[0][1] == [("2",)]
+        raw_ok(a, "drop table tide_si")
+        shared_again(p, pid_a)
+    finally:
+        a.close()
+
+
+@pytest.mark.deadline(60)
+def test_set_config_at_session_level_follows_its_client(pgtide, pg):
+    """set_config(name, value, false) sets a session value as SET does: it is read back and
+    replayed wherever the client runs next, and never reaches another client of its server.
+    set_config(..., true) ends with its transaction."""
+    default = default_setting(pg, "work_mem")
+    assert default != "3MB"
+    p = pgtide.start({**TX, "default_pool_size": 1})
+    with connect(p) as a, connect(p) as b:
+        a.execute("select set_config('work_mem', '3MB', false), "
+                  "set_config('tide.who', 'alice', false)")
+        a.execute("select set_config('tide.tx', 'local', true)")
+        for _ in range(3):
+            assert b.execute("show work_mem").fetchone() == (default,)
+            assert b.execute("select coalesce(current_setting('tide.who', true), ''), "
+                             "coalesce(current_setting('tide.tx', true), '')").fetchone() == \
+                ("", "")
+            assert a.execute("select current_setting('work_mem'), current_setting('tide.who'), "
+                             "coalesce(current_setting('tide.tx', true), '')").fetchone() == \
+                ("3MB", "alice", "")
+        # The name a parameter (extended protocol, $1): pgtide cannot know it, so the server
+        # is reset (RESET ALL) before another client gets it.
+        a.execute("select set_config(%s, 'p', false)", ("tide.param",))
+        assert b.execute("select coalesce(current_setting('tide.param', true), '')")\
+            .fetchone() == ("",)
+        assert a.execute("select current_setting('work_mem'), current_setting('tide.who')")\
+            .fetchone() == ("3MB", "alice")
 
 
 # ---- pin_session_state ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /* Unit tests of pin.c: when to probe, what to refuse, probe rows. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pgtide/pin.h"
@@ -36,10 +37,66 @@ static void test_text_wants_probe(void)
 	        {"select 1; create temp table t (a int)", false}, /* the tag shows that one */
 	        {"", false},
 	        {"adv", false},
+	        /* set_config: only the literal true as is_local ends with the transaction */
+	        {"select set_config('app.user', $1, true)", false},
+	        {"SELECT SET_CONFIG('app.user', '42', TRUE)", false},
+	        {"select set_config('a.b', 'x', 't'), set_config('c', 'y', 'on')", false},
+	        {"select set_config('app.user', $1, false)", true},
+	        {"select set_config('work_mem', '1MB', $3)", true},
+	        {"select pg_catalog.set_config('a.b', f(1, 2), false)", true},
+	        {"select set_config('a.b', 'x,)', true), set_config($1, 'y', 0 = 1)", true},
+	        {"select set_config('a.b', 'x'", true}, /* cut short: may be session-level */
+	        {"select my_set_config('a', 'b', false)", false},
+	        {"select set_configs('a', 'b', false)", false},
+	        {"select set_config", false}, /* not a call */
+	        {"select reset_config('a')", false},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		CHECK(pin_text_wants_probe(cases[i].sql, strlen(cases[i].sql)) == cases[i].want,
+		CHECK((pin_text_wants_probe(cases[i].sql, strlen(cases[i].sql)) != 0) ==
+		              cases[i].want,
 		      "%s", cases[i].sql);
+	const char *sc = "select set_config('app.user', $1, false)";
+	CHECK(pin_text_wants_probe(sc, strlen(sc)) == (PIN_TEXT_PROBE | PIN_TEXT_SET_CONFIG), "%s",
+	      sc);
+	const char *adv = "select pg_advisory_lock(1)";
+	CHECK(pin_text_wants_probe(adv, strlen(adv)) == PIN_TEXT_PROBE, "%s", adv);
+}
+
+struct names_seen {
+	char text[256];
+};
+
+static void collect_name(void *arg, const char *name, size_t n)
+{
+	struct names_seen *s = arg;
+	size_t o = strlen(s->text);
+	snprintf(s->text + o, sizeof(s->text) - o, "%s%.*s", o ? "|" : "", name ? (int)n : 1,
+	         name ? name : "?");
+}
+
+static void test_set_config_names(void)
+{
+	static const struct {
+		const char *sql;
+		const char *names;
+	} cases[] = {
+	        {"select set_config('app.user', $1, false)", "app.user"},
+	        {"select set_config('app.a', '1', true), set_config('app.b', '2', false)", "app.b"},
+	        {"SELECT Set_Config( 'work_mem' , '1MB' , false ), set_config($1, 'v', false)",
+	         "work_mem|?"},
+	        {"select set_config(E'app.x', 'v', false)", "?"},
+	        {"select set_config('it''s', 'v', false)", "?"},
+	        {"select set_config('a.b', (select 'x, y'), false)", "a.b"},
+	        {"select set_config('a.b', 'v', true)", ""},
+	        {"select 1", ""},
+	        {"select set_config('a.b', 'v'", "a.b"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct names_seen s = {{0}};
+		pin_set_config_names(cases[i].sql, strlen(cases[i].sql), collect_name, &s);
+		CHECK(strcmp(s.text, cases[i].names) == 0, "%s: got '%s', want '%s'", cases[i].sql,
+		      s.text, cases[i].names);
+	}
 }
 
 static void test_tag_effect(void)
@@ -215,6 +272,7 @@ static void test_names(void)
 int main(void)
 {
 	test_text_wants_probe();
+	test_set_config_names();
 	test_tag_effect();
 	test_refusal();
 	test_read_row();
