@@ -1,8 +1,7 @@
 /*
  * The admin console (see admin.h and docs/admin.md): the simple query protocol, answered from
  * pgtide's own state. Result sets are built whole and written at once; they are small next to
- * the traffic of the clients they describe. Control commands (PAUSE, RELOAD, ...) act on the
- * pools; those that wait (PAUSE, SUSPEND, WAIT_CLOSE) answer later, never blocking the loop.
+ * the traffic of the clients they describe. The control commands are in admin_control.c.
  */
 #include "pgtide/admin.h"
 
@@ -18,6 +17,7 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#include "pgtide/admin_int.h"
 #include "pgtide/cancel.h"
 #include "pgtide/client.h"
 #include "pgtide/config.h"
@@ -143,18 +143,14 @@ static void rs_row_end(struct admin_rs *r)
 	r->rows++;
 }
 
-static void put_command_complete(struct pbuf *b, const char *tag)
+void admin_put_command_complete(struct pbuf *b, const char *tag)
 {
 	size_t off = proto_msg_begin(b, 'C');
 	pbuf_put_str(b, tag);
 	proto_msg_end(b, off);
 }
 
-/* An ERROR for the console user, classified and counted like every other error. */
-static void admin_error(struct client *c, struct pbuf *b, const char *sqlstate, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
-static void admin_error(struct client *c, struct pbuf *b, const char *sqlstate, const char *fmt,
-                        ...)
+void admin_error(struct client *c, struct pbuf *b, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -221,7 +217,7 @@ static void show_help(struct client *c, struct pbuf *b)
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		proto_build_notice(b, "NOTICE", "00000", lines[i]);
 	}
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static void show_version(struct client *c, struct pbuf *b)
@@ -233,7 +229,7 @@ static void show_version(struct client *c, struct pbuf *b)
 	rs_row(&r, 1);
 	rs_text(&r, PGTIDE_VERSION_STRING);
 	rs_row_end(&r);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static int cmp_error_rows(const void *a, const void *b, void *arg)
@@ -290,7 +286,7 @@ static void show_errors(struct client *c, struct pbuf *b)
 		}
 	}
 	free(order);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static int count_in_transaction(const struct client_list *l)
@@ -340,7 +336,7 @@ static void show_transactions(struct client *c, struct pbuf *b)
 		                   count_in_transaction(&p->idle_clients));
 		rs_row_end(&r);
 	}
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static const char *client_state_text(const struct client *c)
@@ -424,7 +420,7 @@ static void show_clients(struct client *self, struct pbuf *b)
 		rs_text(&r, pin_kinds_text(c->pin_kinds, names, sizeof(names)));
 		rs_row_end(&r);
 	}
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 /* Named statements prepared on the pool's server connections (each server counts its own). */
@@ -503,7 +499,7 @@ static void show_pools(struct client *c, struct pbuf *b)
 		rs_int(&r, pool_prepared_count(p));
 		rs_row_end(&r);
 	}
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static const char *server_state_text(const struct server *s)
@@ -574,7 +570,7 @@ static void show_servers(struct client *c, struct pbuf *b)
 			}
 		}
 	}
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 /* Servers in the pools of database db. */
@@ -672,7 +668,7 @@ static void show_databases(struct client *c, struct pbuf *b)
 	struct admin_rs r;
 	rs_begin(&r, b, cols, 13);
 	each_database(c->ctx, database_row, &r);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static void count_database(const struct pt_ctx *ctx, const char *name, const struct config_db *db,
@@ -738,7 +734,7 @@ static void show_users(struct client *c, struct pbuf *b)
 		rs_row_end(&r);
 	}
 	free(names);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static void config_row(const struct config_setting_view *v, void *arg)
@@ -763,7 +759,7 @@ static void show_config(struct client *c, struct pbuf *b)
 	struct admin_rs r;
 	rs_begin(&r, b, cols, 4);
 	config_each_setting_view(&c->ctx->cfg, config_row, &r);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static int count_servers(const struct pt_ctx *ctx)
@@ -818,7 +814,7 @@ static void show_lists(struct client *c, struct pbuf *b)
 	list_row(&r, "dns_zones", 0);
 	list_row(&r, "dns_queries", 0);
 	list_row(&r, "dns_pending", 0);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static void mem_row(struct admin_rs *r, const char *name, size_t size, size_t used, size_t nfree,
@@ -883,7 +879,7 @@ static void show_mem(struct client *c, struct pbuf *b)
 	        prep_total);
 	mem_row(&r, "iobuf_cache", buf_size, ctx->bufs.n_total - ctx->bufs.n_free, ctx->bufs.n_free,
 	        ctx->bufs.n_total * buf_size);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static void show_state(struct client *c, struct pbuf *b)
@@ -899,7 +895,7 @@ static void show_state(struct client *c, struct pbuf *b)
 		rs_text(&r, c->ctx->pause_mode == modes[i] ? "yes" : "no");
 		rs_row_end(&r);
 	}
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 /*
@@ -916,7 +912,7 @@ static const char *const fake_params[][2] = {
         {"application_name", NULL},
 };
 
-static int fake_param(const char *name)
+int admin_fake_param(const char *name)
 {
 	for (size_t i = 0; i < sizeof(fake_params) / sizeof(fake_params[0]); i++)
 		if (strcasecmp(name, fake_params[i][0]) == 0)
@@ -938,7 +934,7 @@ static void show_fake_param(struct client *c, struct pbuf *b, int i)
 	rs_row(&r, 1);
 	rs_text(&r, v);
 	rs_row_end(&r);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 /* ---- SHOW STATS, STATS_TOTALS, STATS_AVERAGES: per database, as PgBouncer 1.18 ---- */
@@ -1060,7 +1056,7 @@ static void show_stats_of(struct client *c, struct pbuf *b, char which)
 		rs_row_end(&r);
 	}
 	free(dbs);
-	put_command_complete(b, "SHOW");
+	admin_put_command_complete(b, "SHOW");
 }
 
 static void show_stats(struct client *c, struct pbuf *b)
@@ -1100,605 +1096,13 @@ static const struct {
         {"transactions", show_transactions},
 };
 
-/* ---- commands that answer later ---- */
-
-/* What a waiting console command waits for (see admin_tick). */
-enum admin_wait_kind {
-	WAIT_PAUSE,   /* PAUSE: the paused pools hold no server */
-	WAIT_SUSPEND, /* SUSPEND: every out-queue is flushed */
-	WAIT_CLOSE,   /* WAIT_CLOSE: no server is marked close_needed */
-};
-
-static const char *const wait_tags[] = {
-        [WAIT_PAUSE] = "PAUSE",
-        [WAIT_SUSPEND] = "SUSPEND",
-        [WAIT_CLOSE] = "WAIT_CLOSE",
-};
-
-/*
- * A console command that answers later. The console client stays IDLE with its later messages
- * held in its input buffer; admin_tick re-checks on the janitor tick and whenever the reaper
- * runs (servers closed or released), so no wait blocks the loop.
- */
-struct admin_wait {
-	enum admin_wait_kind kind;
-	char *db;   /* the database it concerns; NULL: all */
-	char *rest; /* statements after it in the same Query, run once it answers */
-	size_t rest_len;
-};
-
-/* What running one console statement did. */
-enum admin_result {
-	ADMIN_DONE = 0, /* answered (rows or a command tag appended) */
-	ADMIN_FAILED,   /* an ErrorResponse was appended: the rest of the Query is skipped */
-	ADMIN_WAITING,  /* answers later (c->admin_wait is set) */
-	ADMIN_GONE,     /* the console client itself was closed (SHUTDOWN, KILL_CLIENT) */
-};
-
-static enum admin_result run_statements(struct client *c, struct pbuf *b, const char *sql,
-                                        size_t len, size_t *n_run);
-
-static enum admin_result start_wait(struct client *c, struct pbuf *b, enum admin_wait_kind kind,
-                                    const char *db)
-{
-	struct admin_wait *w = calloc(1, sizeof(*w));
-	if (!w || (db && !(w->db = strdup(db)))) {
-		free(w);
-		admin_error(c, b, "53200", "out of memory");
-		return ADMIN_FAILED;
-	}
-	w->kind = kind;
-	c->admin_wait = w;
-	return ADMIN_WAITING;
-}
-
-static void free_wait(struct admin_wait *w)
-{
-	if (!w)
-		return;
-	free(w->db);
-	free(w->rest);
-	free(w);
-}
-
-void admin_client_free(struct client *c)
-{
-	free_wait(c->admin_wait);
-	c->admin_wait = NULL;
-}
-
-/* True if the pools of db (all if NULL) hold no server in any state. */
-static bool pools_empty(const struct pt_ctx *ctx, const char *db)
-{
-	const struct pool *p;
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	if ((!db || strcmp(p->db_name, db) == 0) && pool_server_count(p) > 0)
-		return false;
-	return true;
-}
-
-/* True if no server of db (all if NULL) is marked to close when released. */
-static bool close_done(const struct pt_ctx *ctx, const char *db)
-{
-	const struct pool *p;
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	{
-		if (db && strcmp(p->db_name, db) != 0)
-			continue;
-		const struct server_list *lists[] = {&p->connecting, &p->idle, &p->active,
-		                                     &p->used};
-		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-			const struct server *s;
-			TAILQ_FOREACH(s, lists[i], link)
-			if (s->close_when_idle)
-				return false;
-		}
-	}
-	return true;
-}
-
-/* True if nothing is queued for any client or server socket (SUSPEND). */
-static bool all_flushed(const struct pt_ctx *ctx)
-{
-	const struct client *c;
-	TAILQ_FOREACH(c, &ctx->clients, all_link)
-	if (!c->admin && io_outq_len(&c->io) > 0 && !c->io.failed)
-		return false;
-	const struct pool *p;
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	{
-		const struct server_list *lists[] = {&p->idle, &p->active, &p->used};
-		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-			const struct server *s;
-			TAILQ_FOREACH(s, lists[i], link)
-			if (s->io_ready && io_outq_len(&s->io) > 0 && !s->io.failed)
-				return false;
-		}
-	}
-	return true;
-}
-
-/*
- * Whether w is over: 1 done, -1 called off (RESUME came first; *why says so), 0 not yet.
- */
-static int wait_over(const struct pt_ctx *ctx, const struct admin_wait *w, const char **why)
-{
-	switch (w->kind) {
-	case WAIT_PAUSE:
-		if (w->db ? !pool_db_paused(ctx, w->db) : ctx->pause_mode != PT_PAUSED) {
-			*why = "PAUSE was called off by RESUME";
-			return -1;
-		}
-		return pools_empty(ctx, w->db) ? 1 : 0;
-	case WAIT_SUSPEND:
-		if (ctx->pause_mode != PT_SUSPENDED) {
-			*why = "SUSPEND was called off by RESUME";
-			return -1;
-		}
-		return all_flushed(ctx) ? 1 : 0;
-	case WAIT_CLOSE:
-		return close_done(ctx, w->db) ? 1 : 0;
-	}
-	return 1;
-}
-
-/*
- * Answers c's waiting command: its tag (or the error sqlstate/msg), then the statements that
- * followed it in the Query, then ReadyForQuery; then the messages held meanwhile.
- */
-static void finish_wait(struct client *c, const char *sqlstate, const char *msg)
-{
-	struct admin_wait *w = c->admin_wait;
-	c->admin_wait = NULL;
-	struct pbuf b = {0};
-	enum admin_result r = ADMIN_DONE;
-	if (sqlstate) {
-		admin_error(c, &b, sqlstate, "%s", msg);
-	} else {
-		put_command_complete(&b, wait_tags[w->kind]);
-		if (w->rest)
-			r = run_statements(c, &b, w->rest, w->rest_len, NULL);
-	}
-	free_wait(w);
-	if (r == ADMIN_GONE) {
-		pbuf_free(&b);
-		return;
-	}
-	if (r != ADMIN_WAITING)
-		proto_build_ready(&b, 'I');
-	if (!b.oom)
-		io_write(&c->io, b.data, b.len);
-	pbuf_free(&b);
-	if (!c->admin_wait && c->state != CLIENT_CLOSED && io_in_len(&c->io) > 0)
-		io_pump(&c->io);
-}
-
-void admin_tick(struct pt_ctx *ctx)
-{
-	struct client *c;
-again:
-	TAILQ_FOREACH(c, &ctx->admin_clients, link)
-	{
-		if (!c->admin_wait)
-			continue;
-		const char *why = NULL;
-		int over = wait_over(ctx, c->admin_wait, &why);
-		if (over == 0)
-			continue;
-		/* Answering runs what followed, which may change the list: start over. */
-		finish_wait(c, over < 0 ? "57014" : NULL, why);
-		goto again;
-	}
-}
-
-static void resume_io(struct pt_ctx *ctx);
-
-void admin_cancel(struct client *c)
-{
-	struct admin_wait *w = c->admin_wait;
-	struct pt_ctx *ctx = c->ctx;
-	if (!w)
-		return;
-	char pfx[256];
-	log_info("%s cancel request: %s called off", client_prefix(c, pfx, sizeof(pfx)),
-	         wait_tags[w->kind]);
-	/* A cancelled command leaves nothing behind, as a cancelled statement would. */
-	if (w->kind == WAIT_PAUSE && w->db) {
-		pool_db_set_paused(ctx, w->db, false);
-		pool_apply_pause(ctx);
-	} else if (w->kind == WAIT_PAUSE && ctx->pause_mode == PT_PAUSED) {
-		ctx->pause_mode = PT_ACTIVE;
-		pool_apply_pause(ctx);
-	} else if (w->kind == WAIT_SUSPEND && ctx->pause_mode == PT_SUSPENDED) {
-		ctx->pause_mode = PT_ACTIVE;
-		resume_io(ctx);
-	}
-	finish_wait(c, "57014", "canceling statement due to user request");
-	pt_schedule_reaper(ctx); /* other waits may be over now */
-}
-
-/* ---- control commands ---- */
-
-/* How a command takes its argument. */
-enum admin_arg {
-	ARG_NONE = 0, /* nothing may follow */
-	ARG_OPT_DB,   /* [db] */
-	ARG_DB,       /* db */
-	ARG_ID,       /* a client id */
-};
+/* ---- parsing ---- */
 
 /* The longest argument accepted (database names are at most 63 bytes in PostgreSQL). */
 #define ADMIN_ARG_MAX 256
 
-static void log_command(struct client *c, const char *cmd, const char *arg)
-{
-	char pfx[256];
-	log_info("%s admin command: %s%s%s%s", client_prefix(c, pfx, sizeof(pfx)), cmd,
-	         arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
-}
-
-/* Checks a database argument: it must be a [databases] entry (or reach one through "*"). */
-static bool check_db(struct client *c, struct pbuf *b, const char *db, const char *what)
-{
-	if (admin_is_console_db(db)) {
-		admin_error(c, b, "0A000", "cannot %s admin db: %s", what, db);
-		return false;
-	}
-	if (!config_find_db(&c->ctx->cfg, db)) {
-		admin_error(c, b, "3D000", "no such database: %s", db);
-		return false;
-	}
-	return true;
-}
-
-static bool check_not_paused(struct client *c, struct pbuf *b)
-{
-	if (c->ctx->pause_mode == PT_ACTIVE)
-		return true;
-	admin_error(c, b, "55000", "already suspended/paused");
-	return false;
-}
-
-static enum admin_result cmd_pause(struct client *c, struct pbuf *b, const char *db)
-{
-	struct pt_ctx *ctx = c->ctx;
-	if (!check_not_paused(c, b) || (db && !check_db(c, b, db, "pause")))
-		return ADMIN_FAILED;
-	log_command(c, "PAUSE", db);
-	if (db) {
-		if (!pool_db_set_paused(ctx, db, true)) {
-			admin_error(c, b, "53200", "out of memory");
-			return ADMIN_FAILED;
-		}
-	} else {
-		ctx->pause_mode = PT_PAUSED;
-	}
-	pool_apply_pause(ctx);
-	if (pools_empty(ctx, db)) {
-		put_command_complete(b, "PAUSE");
-		return ADMIN_DONE;
-	}
-	return start_wait(c, b, WAIT_PAUSE, db);
-}
-
-/* Appends io to *v if SUSPEND stopped it. */
-static void push_suspended(struct io *io, struct io ***v, size_t *n, size_t *cap)
-{
-	if (io->closed || io->want_read)
-		return;
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 64;
-		struct io **nv = realloc(*v, nc * sizeof(*nv));
-		if (!nv) {
-			io_resume(io); /* no memory to defer: at once */
-			return;
-		}
-		*v = nv;
-		*cap = nc;
-	}
-	(*v)[(*n)++] = io;
-}
-
-/*
- * Every suspended socket reads again; what arrived meanwhile is handled now. Collected first:
- * handling one connection's input may close others (the lists change), never free them (the
- * reaper does, after this callback).
- */
-static void resume_io(struct pt_ctx *ctx)
-{
-	struct io **v = NULL;
-	size_t n = 0, cap = 0;
-	struct client *c;
-	TAILQ_FOREACH(c, &ctx->clients, all_link)
-	if (!c->admin && c->state >= CLIENT_LOGIN_WAIT && c->state <= CLIENT_ACTIVE)
-		push_suspended(&c->io, &v, &n, &cap);
-	struct pool *p;
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	{
-		struct server_list *lists[] = {&p->idle, &p->active, &p->used};
-		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-			struct server *s;
-			TAILQ_FOREACH(s, lists[i], link)
-			if (s->io_ready)
-				push_suspended(&s->io, &v, &n, &cap);
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		io_resume(v[i]);
-	free(v);
-}
-
-static enum admin_result cmd_resume(struct client *c, struct pbuf *b, const char *db)
-{
-	struct pt_ctx *ctx = c->ctx;
-	if (db) {
-		if (!config_find_db(&ctx->cfg, db) && !pool_db_paused(ctx, db)) {
-			admin_error(c, b, "3D000", "no such database: %s", db);
-			return ADMIN_FAILED;
-		}
-		if (!pool_db_paused(ctx, db)) {
-			admin_error(c, b, "55000", "database %s is not paused", db);
-			return ADMIN_FAILED;
-		}
-		log_command(c, "RESUME", db);
-		pool_db_set_paused(ctx, db, false);
-	} else {
-		if (ctx->phase != PT_RUNNING) {
-			admin_error(c, b, "55000", "pooler is shutting down");
-			return ADMIN_FAILED;
-		}
-		if (ctx->pause_mode == PT_ACTIVE) {
-			admin_error(c, b, "55000", "pooler is not paused/suspended");
-			return ADMIN_FAILED;
-		}
-		log_command(c, "RESUME", NULL);
-		enum pt_pause was = ctx->pause_mode;
-		ctx->pause_mode = PT_ACTIVE;
-		if (was == PT_SUSPENDED)
-			resume_io(ctx);
-	}
-	pool_apply_pause(ctx);
-	pt_schedule_reaper(ctx); /* a PAUSE or SUSPEND still waiting is called off */
-	put_command_complete(b, "RESUME");
-	return ADMIN_DONE;
-}
-
-static enum admin_result cmd_suspend(struct client *c, struct pbuf *b, const char *arg)
-{
-	struct pt_ctx *ctx = c->ctx;
-	(void)arg;
-	if (!check_not_paused(c, b))
-		return ADMIN_FAILED;
-	for (size_t i = 0; i < ctx->n_db_switches; i++) {
-		if (ctx->db_switches[i].paused) {
-			admin_error(c, b, "55000", "cannot suspend with paused databases");
-			return ADMIN_FAILED;
-		}
-	}
-	log_command(c, "SUSPEND", NULL);
-	ctx->pause_mode = PT_SUSPENDED;
-	/* Stop reading now; a client still logging in stops at its first query. */
-	struct client *cl;
-	TAILQ_FOREACH(cl, &ctx->clients, all_link)
-	if (!cl->admin && cl->state >= CLIENT_LOGIN_WAIT && cl->state <= CLIENT_ACTIVE)
-		io_set_want_read(&cl->io, false);
-	struct pool *p;
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	{
-		struct server_list *lists[] = {&p->idle, &p->active, &p->used};
-		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-			struct server *s;
-			TAILQ_FOREACH(s, lists[i], link)
-			if (s->io_ready)
-				io_set_want_read(&s->io, false);
-		}
-	}
-	if (all_flushed(ctx)) {
-		put_command_complete(b, "SUSPEND");
-		return ADMIN_DONE;
-	}
-	return start_wait(c, b, WAIT_SUSPEND, NULL);
-}
-
-static enum admin_result cmd_disable(struct client *c, struct pbuf *b, const char *db)
-{
-	if (!check_db(c, b, db, "disable"))
-		return ADMIN_FAILED;
-	log_command(c, "DISABLE", db);
-	if (!pool_db_set_disabled(c->ctx, db, true)) {
-		admin_error(c, b, "53200", "out of memory");
-		return ADMIN_FAILED;
-	}
-	put_command_complete(b, "DISABLE");
-	return ADMIN_DONE;
-}
-
-static enum admin_result cmd_enable(struct client *c, struct pbuf *b, const char *db)
-{
-	if (!check_db(c, b, db, "enable"))
-		return ADMIN_FAILED;
-	log_command(c, "ENABLE", db);
-	pool_db_set_disabled(c->ctx, db, false);
-	put_command_complete(b, "ENABLE");
-	return ADMIN_DONE;
-}
-
-static enum admin_result cmd_reconnect(struct client *c, struct pbuf *b, const char *db)
-{
-	if (db && !check_db(c, b, db, "reconnect"))
-		return ADMIN_FAILED;
-	log_command(c, "RECONNECT", db);
-	struct pool *p;
-	TAILQ_FOREACH(p, &c->ctx->pools, link)
-	{
-		if (db && strcmp(p->db_name, db) != 0)
-			continue;
-		/* Each closes when released; the idle ones are released now. */
-		struct server_list *lists[] = {&p->connecting, &p->active, &p->used, &p->idle};
-		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-			struct server *s;
-			TAILQ_FOREACH(s, lists[i], link)
-			s->close_when_idle = true;
-		}
-		struct server *s;
-		while ((s = TAILQ_FIRST(&p->idle)) != NULL)
-			server_close(s, "RECONNECT");
-		pool_kick(p); /* waiting clients get new servers */
-	}
-	put_command_complete(b, "RECONNECT");
-	return ADMIN_DONE;
-}
-
-/* Closes every client and server of pool p (KILL). */
-static void kill_pool(struct pool *p)
-{
-	struct client_list *clients[] = {&p->active_clients, &p->waiting_clients, &p->idle_clients,
-	                                 &p->login_wait};
-	for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
-		struct client *c;
-		while ((c = TAILQ_FIRST(clients[i])) != NULL)
-			client_close(c, "57P01",
-			             "terminating connection due to administrator command");
-	}
-	struct server_list *servers[] = {&p->active, &p->used, &p->idle, &p->connecting};
-	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
-		struct server *s;
-		while ((s = TAILQ_FIRST(servers[i])) != NULL)
-			server_close(s, "KILL");
-	}
-}
-
-static enum admin_result cmd_kill(struct client *c, struct pbuf *b, const char *db)
-{
-	struct pt_ctx *ctx = c->ctx;
-	if (!check_not_paused(c, b) || (db && !check_db(c, b, db, "kill")))
-		return ADMIN_FAILED;
-	log_command(c, "KILL", db);
-	/* As PgBouncer: the database stays paused (new work waits) until RESUME. */
-	struct pool *p;
-	bool ok = !db || pool_db_set_paused(ctx, db, true);
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	if (!db)
-		ok = pool_db_set_paused(ctx, p->db_name, true) && ok;
-	if (!ok) {
-		admin_error(c, b, "53200", "out of memory");
-		return ADMIN_FAILED;
-	}
-	pool_apply_pause(ctx);
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	if (!db || strcmp(p->db_name, db) == 0)
-		kill_pool(p);
-	put_command_complete(b, "KILL");
-	return ADMIN_DONE;
-}
-
-static enum admin_result cmd_kill_client(struct client *c, struct pbuf *b, const char *arg)
-{
-	char *end = NULL;
-	unsigned long long id = 0;
-	if (arg && arg[0] >= '0' && arg[0] <= '9')
-		id = strtoull(arg, &end,
-		              arg[0] == '0' && (arg[1] == 'x' || arg[1] == 'X') ? 16 : 10);
-	if (!end || *end || id == 0) {
-		admin_error(c, b, "22023", "invalid client pointer supplied");
-		return ADMIN_FAILED;
-	}
-	struct client *t;
-	TAILQ_FOREACH(t, &c->ctx->clients, all_link)
-	if (t->id == id && t->state != CLIENT_CLOSED)
-		break;
-	if (!t) {
-		admin_error(c, b, "42704", "client not found");
-		return ADMIN_FAILED;
-	}
-	log_command(c, "KILL_CLIENT", arg);
-	client_close(t, "57P01", "terminating connection due to administrator command");
-	if (t == c)
-		return ADMIN_GONE;
-	put_command_complete(b, "KILL_CLIENT");
-	return ADMIN_DONE;
-}
-
-static enum admin_result cmd_wait_close(struct client *c, struct pbuf *b, const char *db)
-{
-	if (db && !check_db(c, b, db, "wait in"))
-		return ADMIN_FAILED;
-	log_command(c, "WAIT_CLOSE", db);
-	if (close_done(c->ctx, db)) {
-		put_command_complete(b, "WAIT_CLOSE");
-		return ADMIN_DONE;
-	}
-	return start_wait(c, b, WAIT_CLOSE, db);
-}
-
-static enum admin_result cmd_reload(struct client *c, struct pbuf *b, const char *arg)
-{
-	(void)arg;
-	log_command(c, "RELOAD", NULL);
-	if (!pt_reload(c->ctx)) {
-		admin_error(c, b, "F0000", "RELOAD failed, see logs for additional details");
-		return ADMIN_FAILED;
-	}
-	put_command_complete(b, "RELOAD");
-	return ADMIN_DONE;
-}
-
-static enum admin_result cmd_shutdown(struct client *c, struct pbuf *b, const char *arg)
-{
-	(void)b;
-	(void)arg;
-	log_command(c, "SHUTDOWN", NULL);
-	pt_shutdown(c->ctx, "SHUTDOWN command");
-	return ADMIN_GONE; /* every client, this one too, got 57P01 */
-}
-
-static const struct admin_cmd {
-	const char *name;
-	enum admin_arg arg;
-	enum admin_result (*fn)(struct client *c, struct pbuf *b, const char *arg);
-} admin_cmds[] = {
-        {"pause", ARG_OPT_DB, cmd_pause},
-        {"resume", ARG_OPT_DB, cmd_resume},
-        {"suspend", ARG_NONE, cmd_suspend},
-        {"disable", ARG_DB, cmd_disable},
-        {"enable", ARG_DB, cmd_enable},
-        {"reconnect", ARG_OPT_DB, cmd_reconnect},
-        {"kill", ARG_OPT_DB, cmd_kill},
-        {"kill_client", ARG_ID, cmd_kill_client},
-        {"wait_close", ARG_OPT_DB, cmd_wait_close},
-        {"reload", ARG_NONE, cmd_reload},
-        {"shutdown", ARG_NONE, cmd_shutdown},
-};
-
-/* ---- SET ---- */
-
-/* Settings whose change the pools must see at once (their limits and mode). */
-static void apply_setting(struct pt_ctx *ctx, const char *name)
-{
-	static const char *const log_keys[] = {"logfile", "syslog", "syslog_ident", "verbose"};
-	for (size_t i = 0; i < sizeof(log_keys) / sizeof(log_keys[0]); i++) {
-		if (strcmp(name, log_keys[i]) == 0 &&
-		    !log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
-		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
-			log_error("could not reopen logfile %s", ctx->cfg.logfile);
-	}
-	if (strncmp(name, "client_tls_", 11) == 0)
-		pt_reload_tls(ctx);
-	struct pool *p;
-	TAILQ_FOREACH(p, &ctx->pools, link)
-	{
-		pool_refresh(p);
-		pool_kick(p);
-	}
-}
-
-/*
- * Reads a token: text in `quote` characters (a doubled one stands for itself; empty allowed if
- * empty_ok) or a run of letters, digits and the characters in `bare`. Returns false if neither
- * is there or it is longer than n - 1.
- */
-static bool read_token(const char **pp, const char *end, char quote, const char *bare,
-                       bool empty_ok, char *out, size_t n)
+bool admin_read_token(const char **pp, const char *end, char quote, const char *bare, bool empty_ok,
+                      char *out, size_t n)
 {
 	const char *p = sqlscan_skip_space(*pp, end);
 	size_t o = 0;
@@ -1733,83 +1137,13 @@ static bool read_token(const char **pp, const char *end, char quote, const char 
 	return true;
 }
 
-/* A SET value: a 'string' ('' for a quote, may be empty) or a bare word or number. */
-static bool read_value(const char **pp, const char *end, char *out, size_t n)
-{
-	return read_token(pp, end, '\'', "_.-+:/", true, out, n);
-}
-
-static enum admin_result cmd_set(struct client *c, struct pbuf *b, const char *p, const char *end)
-{
-	char key[SQLSCAN_NAME_MAX + 1], value[1024];
-	if (!sqlscan_ident(&p, end, key)) {
-		admin_error(c, b, "42601", "SET needs a setting: SET key = value");
-		return ADMIN_FAILED;
-	}
-	p = sqlscan_skip_space(p, end);
-	if (p < end && *p == '=')
-		p++;
-	else if (!sqlscan_word(&p, end, "to")) {
-		admin_error(c, b, "42601", "SET needs = or TO: SET key = value");
-		return ADMIN_FAILED;
-	}
-	if (!read_value(&p, end, value, sizeof(value)) || sqlscan_skip_space(p, end) != end) {
-		admin_error(c, b, "42601",
-		            "SET needs one value, a word, a number or a 'quoted string': SET %s = "
-		            "value",
-		            key);
-		return ADMIN_FAILED;
-	}
-	if (fake_param(key) >= 0) {
-		proto_build_notice(b, "NOTICE", "00000", "SET ignored");
-		put_command_complete(b, "SET");
-		return ADMIN_DONE;
-	}
-	if (!c->admin_write) {
-		admin_error(c, b, "42501", "permission denied for SET: admin access needed");
-		return ADMIN_FAILED;
-	}
-	struct pt_ctx *ctx = c->ctx;
-	const char *name = NULL;
-	char why[512];
-	switch (config_set(&ctx->cfg, key, value, &name, why, sizeof(why))) {
-	case CONFIG_SET_OK:
-		break;
-	case CONFIG_SET_UNKNOWN:
-		admin_error(c, b, "42704", "unrecognized configuration parameter \"%s\"", key);
-		return ADMIN_FAILED;
-	case CONFIG_SET_UNSUPPORTED:
-		admin_error(c, b, "0A000",
-		            "configuration parameter \"%s\" is not implemented by pgtide", key);
-		return ADMIN_FAILED;
-	case CONFIG_SET_FIXED:
-		admin_error(c, b, "55P02",
-		            "parameter \"%s\" cannot be changed without restarting pgtide", name);
-		return ADMIN_FAILED;
-	case CONFIG_SET_INVALID:
-		admin_error(c, b, "22023", "invalid value for parameter \"%s\": %s", name, why);
-		return ADMIN_FAILED;
-	case CONFIG_SET_OOM:
-		admin_error(c, b, "53200", "out of memory");
-		return ADMIN_FAILED;
-	}
-	char pfx[256];
-	log_info("%s admin command: SET %s = '%s'", client_prefix(c, pfx, sizeof(pfx)), name,
-	         value);
-	apply_setting(ctx, name);
-	put_command_complete(b, "SET");
-	return ADMIN_DONE;
-}
-
-/* ---- parsing ---- */
-
 /*
  * A command argument: a "quoted" name ("" for a quote) or a bare word of letters, digits and
  * _ . - $ (database names keep their case, as in PgBouncer).
  */
 static bool read_arg(const char **pp, const char *end, char *out, size_t n)
 {
-	return read_token(pp, end, '"', "_.-$", false, out, n);
+	return admin_read_token(pp, end, '"', "_.-$", false, out, n);
 }
 
 static void invalid_command(struct client *c, struct pbuf *b, const char *sql, size_t len)
@@ -1841,7 +1175,7 @@ static enum admin_result run_show(struct client *c, struct pbuf *b, const char *
 			return ADMIN_DONE;
 		}
 	}
-	int f = fake_param(word);
+	int f = admin_fake_param(word);
 	if (f >= 0) {
 		show_fake_param(c, b, f);
 		return ADMIN_DONE;
@@ -1857,14 +1191,11 @@ static enum admin_result run_command(struct client *c, struct pbuf *b, const cha
 	if (sqlscan_word(&p, end, "show"))
 		return run_show(c, b, p, end);
 	if (sqlscan_word(&p, end, "set"))
-		return cmd_set(c, b, p, end);
+		return admin_control_set(c, b, p, end);
 	char word[SQLSCAN_NAME_MAX + 1];
 	const struct admin_cmd *cmd = NULL;
-	if (sqlscan_ident(&p, end, word)) {
-		for (size_t i = 0; i < sizeof(admin_cmds) / sizeof(admin_cmds[0]); i++)
-			if (strcmp(word, admin_cmds[i].name) == 0)
-				cmd = &admin_cmds[i];
-	}
+	if (sqlscan_ident(&p, end, word))
+		cmd = admin_control_find(word);
 	if (!cmd) {
 		invalid_command(c, b, sql, len);
 		return ADMIN_FAILED;
@@ -1910,27 +1241,15 @@ static bool run_one(void *arg, const char *stmt, size_t len)
 	if (run->last == ADMIN_WAITING) {
 		/* What follows runs once the command answers (finish_wait). */
 		const char *rest = stmt + len;
-		size_t n = (size_t)(run->end - rest);
-		struct admin_wait *w = run->c->admin_wait;
-		if (n > 0 && (w->rest = malloc(n)) != NULL) {
-			memcpy(w->rest, rest, n);
-			w->rest_len = n;
-		} else if (n > 0) {
-			log_error("out of memory: the statements after %s are dropped",
-			          wait_tags[w->kind]);
-		}
+		admin_control_keep_rest(run->c, rest, (size_t)(run->end - rest));
 	}
 	if (run->c->state == CLIENT_CLOSED)
 		run->last = ADMIN_GONE;
 	return run->last == ADMIN_DONE;
 }
 
-/*
- * Runs the statements of sql in order, appending their answers to b, until one fails, waits or
- * closes the console client. *n_run (if not NULL) gets how many ran.
- */
-static enum admin_result run_statements(struct client *c, struct pbuf *b, const char *sql,
-                                        size_t len, size_t *n_run)
+enum admin_result admin_run_statements(struct client *c, struct pbuf *b, const char *sql,
+                                       size_t len, size_t *n_run)
 {
 	struct admin_run run = {c, b, sql + len, ADMIN_DONE, 0};
 	sqlscan_split(sql, len, run_one, &run);
@@ -1944,7 +1263,7 @@ static bool run_query(struct client *c, const char *sql, size_t len)
 {
 	struct pbuf b = {0};
 	size_t n = 0;
-	enum admin_result r = run_statements(c, &b, sql, len, &n);
+	enum admin_result r = admin_run_statements(c, &b, sql, len, &n);
 	if (r == ADMIN_GONE) {
 		pbuf_free(&b);
 		return false;
