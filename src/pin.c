@@ -226,7 +226,7 @@ static bool read_set_config(const char *p, const char *end, struct sc_call *c)
 		} else if ((ch == ',' || ch == ')') && depth == 0) {
 			const char *a = arg, *e = p;
 			trim(&a, &e);
-			if (n == 0 && e - a >= 2 && a[0] == '\'' && e[-1] == '\'' &&
+			if (n == 0 && e - a > 2 && a[0] == '\'' && e[-1] == '\'' &&
 			    !memchr(a + 1, '\'', (size_t)(e - a - 2))) {
 				c->name = a + 1;
 				c->name_len = (size_t)(e - a - 2);

@@ -1,8 +1,9 @@
 /*
  * The SQL readers on arbitrary statement text: sqlscan_split (each statement a slice of the
  * input), sqlscan_single, sqlscan_word/sqlscan_ident, txn_classify of each statement, pin's
- * first looks (pin_text_wants_probe, pin_refusal, pin_tag_effect) and the prepared-statement
- * DEALLOCATE finder (each name a slice of the input, in order).
+ * first looks (pin_text_wants_probe, pin_refusal, pin_tag_effect), pin's set_config reader (each
+ * name a slice of the input; found only where the first look saw a session-level call) and the
+ * prepared-statement DEALLOCATE finder (each name a slice of the input, in order).
  */
 #include "fuzz.h"
 
@@ -35,6 +36,21 @@ static bool on_stmt(void *arg, const char *stmt, size_t len)
 	(void)pin_refusal(stmt, len);
 	(void)pin_text_wants_probe(stmt, len);
 	return true;
+}
+
+struct sc_state {
+	const char *sql;
+	size_t len;
+	size_t n;
+};
+
+static void on_set_config(void *arg, const char *name, size_t n)
+{
+	struct sc_state *st = arg;
+	FUZZ_ASSERT((name == NULL) == (n == 0), "an unknown name has no length");
+	FUZZ_ASSERT(!name || (name >= st->sql && name + n <= st->sql + st->len),
+	            "a set_config name is a slice of the input");
+	st->n++;
 }
 
 struct dealloc_state {
@@ -86,7 +102,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct txn_stmt t;
 	txn_classify(sql, size, &t);
-	(void)pin_text_wants_probe(sql, size);
+	unsigned want = pin_text_wants_probe(sql, size);
+	FUZZ_ASSERT(!(want & PIN_TEXT_SET_CONFIG) || (want & PIN_TEXT_PROBE),
+	            "a session-level set_config asks for the probe");
+	struct sc_state sc = {sql, size, 0};
+	pin_set_config_names(sql, size, on_set_config, &sc);
+	FUZZ_ASSERT(sc.n == 0 || want, "set_config calls found where the first look saw none");
 	(void)pin_refusal(sql, size);
 	(void)pin_tag_effect(sql, size);
 	(void)pin_tag_effect_of(sql, size);

@@ -90,6 +90,8 @@ static void test_set_config_names(void)
 	        {"select set_config('a.b', 'v', true)", ""},
 	        {"select 1", ""},
 	        {"select set_config('a.b', 'v'", "a.b"},
+	        /* found by fuzz_sql: an empty literal is no name (NULL, not a 0-byte name) */
+	        {"select set_config('', 'v', false)", "?"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct names_seen s = {{0}};
