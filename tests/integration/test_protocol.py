@@ -19,6 +19,12 @@ def pg2(p, **kw):
     return psycopg2.connect(p.dsn(**kw))
 
 
+def fetch_one(conn, sql):
+    cur = conn.cursor()
+    cur.execute(sql)
+    return cur.fetchone()
+
+
 # ---- simple and extended query ---------------------------------------------------------------
 
 def test_multi_statement_psycopg2(pgtide):
@@ -204,6 +210,45 @@ def test_large_result_50mb(pgtide):
         assert sum(len(r[1]) for r in cur.fetchall()) == n * 1024
     finally:
         conn.close()
+
+
+@pytest.mark.deadline(60)
+def test_rows_pass_straight_through_and_what_follows_them_is_seen(pgtide):
+    """DataRow and CopyData go to the client without a look (io pass_rows): a row far larger
+    than a read buffer, an error after rows, and COPY out, in transaction pooling with one
+    server that must come back to the pool after each."""
+    p = pgtide.start({"pool_mode": "transaction", "default_pool_size": 1})
+    with p.connect(autocommit=True) as c, p.connect(autocommit=True) as d:
+        q = "select repeat('ab', 2500000), 7"
+        simple = pg2(p)  # psycopg2: the simple protocol; psycopg 3: extended
+        simple.autocommit = True
+        try:
+            for run in (lambda: c.execute(q).fetchone(), lambda: fetch_one(simple, q)):
+                row = run()
+                assert len(row[0]) == 5_000_000 and row[0][:4] == "abab" and row[1] == 7
+                assert d.execute("select 1").fetchone() == (1,)  # the one server came back
+        finally:
+            simple.close()
+        cur = c.cursor()
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            cur.execute("select 10 / (3 - g) from generate_series(1, 5) g")
+            cur.fetchall()
+        assert d.execute("select 2").fetchone() == (2,)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with c.transaction():
+                c.execute("select g, repeat('r', 30000), 1 / (40 - g) "
+                          "from generate_series(1, 60) g").fetchall()
+        assert c.execute("select 3").fetchone() == (3,)
+        lines = []
+        with c.cursor().copy("copy (select g, repeat('q', 70000) from generate_series(1, 50) g) "
+                             "to stdout") as cp:
+            for data in cp:
+                lines.append(bytes(data))
+        text = b"".join(lines).decode()
+        got = [ln.split("\t") for ln in text.splitlines()]
+        assert [int(g) for g, _ in got] == list(range(1, 51))
+        assert all(v == "q" * 70000 for _, v in got)
+        assert d.execute("select 4").fetchone() == (4,)
 
 
 # ---- FunctionCall, notices, notifications, ParameterStatus -----------------------------------
