@@ -9,8 +9,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
+#include "pgtide/rnd.h"
 #include "pgtide/scram.h"
 
 /* Authentication request codes: the int32 in the Authentication ('R') messages. */
@@ -180,10 +180,17 @@ bool auth_userlist_parse(const char *text, size_t len, struct auth_userlist *out
 			out->users = users;
 			cap = ncap;
 		}
-		out->users[out->n].name = name;
-		out->users[out->n].secret = secret;
-		out->users[out->n].kind = auth_secret_kind_of(secret);
+		struct auth_user *u = &out->users[out->n];
+		u->name = name;
+		u->secret = secret;
+		u->kind = auth_secret_kind_of(secret);
+		u->scram_of_plain = NULL;
 		out->n++;
+		if (u->kind == AUTH_SECRET_PLAIN &&
+		    !(u->scram_of_plain = calloc(1, sizeof(*u->scram_of_plain)))) {
+			*errmsg = "out of memory";
+			goto fail;
+		}
 	}
 	return true;
 fail:
@@ -210,6 +217,10 @@ void auth_userlist_free(struct auth_userlist *ul)
 		free(ul->users[i].name);
 		OPENSSL_cleanse(ul->users[i].secret, strlen(ul->users[i].secret));
 		free(ul->users[i].secret);
+		if (ul->users[i].scram_of_plain) {
+			OPENSSL_cleanse(ul->users[i].scram_of_plain, sizeof(struct scram_secret));
+			free(ul->users[i].scram_of_plain);
+		}
 	}
 	free(ul->users);
 	memset(ul, 0, sizeof(*ul));
@@ -382,20 +393,33 @@ static bool auth_copy_user(struct auth_exchange *ex, const struct auth_user *u)
  * against (unknown user, md5 secret) the exchange is a mock one that always fails at the end,
  * as PostgreSQL's scram_init() does, so the client cannot tell why.
  */
-static enum auth_status auth_start_scram(struct auth_exchange *ex, struct pbuf *out)
+static enum auth_status auth_start_scram(struct auth_exchange *ex, const struct auth_user *u,
+                                         struct pbuf *out)
 {
 	bool mock = !ex->usable || ex->kind == AUTH_SECRET_MD5;
 
 	if (!mock && ex->kind == AUTH_SECRET_PLAIN) {
-		/* PgBouncer's way for a plain secret: a fresh verifier per login. */
-		uint8_t salt[SCRAM_SALT_LEN];
-		if (RAND_bytes(salt, sizeof(salt)) != 1)
-			return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
-			                 "could not generate random salt");
-		if (!scram_secret_from_password(ex->secret, salt, sizeof(salt),
-		                                SCRAM_DEFAULT_ITERATIONS, &ex->scram))
-			return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
-			                 "could not compute SCRAM secret");
+		/*
+		 * A plain secret needs a verifier: PBKDF2 with 4,096 iterations, milliseconds of
+		 * CPU on the event loop. PgBouncer makes a fresh one per login; pgtide makes one
+		 * per user per user file load and keeps it, as PostgreSQL keeps its stored verifier
+		 * (the server nonce stays fresh per login, so nothing can be replayed).
+		 */
+		struct scram_secret *kept = u ? u->scram_of_plain : NULL;
+		if (kept && kept->iterations > 0) {
+			ex->scram = *kept;
+		} else {
+			uint8_t salt[SCRAM_SALT_LEN];
+			if (!rnd_bytes(salt, sizeof(salt)))
+				return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
+				                 "could not generate random salt");
+			if (!scram_secret_from_password(ex->secret, salt, sizeof(salt),
+			                                SCRAM_DEFAULT_ITERATIONS, &ex->scram))
+				return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
+				                 "could not compute SCRAM secret");
+			if (kept)
+				*kept = ex->scram;
+		}
 	}
 	scram_server_init(&ex->scram_st, mock ? NULL : &ex->scram, mock, ex->user);
 	ex->scram_started = true;
@@ -436,15 +460,15 @@ enum auth_status auth_start(struct auth_exchange **exp, enum auth_type type, con
 	case AUTH_TYPE_MD5:
 		/* As PgBouncer: a SCRAM verifier cannot answer an md5 challenge, so use SCRAM. */
 		if (ex->usable && ex->kind == AUTH_SECRET_SCRAM)
-			return auth_start_scram(ex, out);
-		if (RAND_bytes(ex->md5_salt, sizeof(ex->md5_salt)) != 1)
+			return auth_start_scram(ex, u, out);
+		if (!rnd_bytes(ex->md5_salt, sizeof(ex->md5_salt)))
 			return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
 			                 "could not generate random MD5 salt");
 		proto_build_auth(out, AUTH_REQ_MD5, ex->md5_salt, sizeof(ex->md5_salt));
 		ex->phase = AUTH_PHASE_MD5;
 		return AUTH_CONTINUE;
 	case AUTH_TYPE_SCRAM:
-		return auth_start_scram(ex, out);
+		return auth_start_scram(ex, u, out);
 	}
 	return auth_fail(ex, AUTH_SQLSTATE_INTERNAL, "unsupported authentication type %d",
 	                 (int)type);

@@ -7,10 +7,9 @@
 #include <string.h>
 
 #include <libpq-fe.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "pgtide/log.h"
+#include "pgtide/rnd.h"
 
 struct cancel_entry {
 	struct cancel_entry *next;
@@ -22,23 +21,7 @@ struct cancel_table {
 	struct cancel_entry **buckets;
 	size_t n_buckets; /* power of two */
 	size_t n;
-	/* RAND_bytes costs thousands of instructions (and a getpid) a call: draw keys in bulk. */
-	uint32_t rnd[256];
-	size_t rnd_left;
 };
-
-/* Next 32 random bits from the batch, refilled from OpenSSL's CSPRNG. */
-static bool next_random(struct cancel_table *t, uint32_t *out)
-{
-	if (t->rnd_left == 0) {
-		if (RAND_bytes((unsigned char *)t->rnd, sizeof(t->rnd)) != 1)
-			return false;
-		t->rnd_left = sizeof(t->rnd) / sizeof(t->rnd[0]);
-	}
-	*out = t->rnd[--t->rnd_left];
-	t->rnd[t->rnd_left] = 0; /* a used key leaves no copy behind */
-	return true;
-}
 
 /* Worker threads in flight. Shared with the workers, hence atomic (not loop state). */
 static atomic_int inflight;
@@ -76,7 +59,6 @@ void cancel_table_free(struct cancel_table *t)
 		}
 	}
 	free(t->buckets);
-	OPENSSL_cleanse(t->rnd, sizeof(t->rnd));
 	free(t);
 }
 
@@ -118,7 +100,7 @@ bool cancel_register(struct cancel_table *t, struct client *c, uint32_t *pid, ui
 		return false;
 	for (;;) {
 		uint32_t r[2];
-		if (!next_random(t, &r[0]) || !next_random(t, &r[1])) {
+		if (!rnd_bytes(r, sizeof(uint32_t) * 2)) {
 			free(e);
 			return false;
 		}

@@ -22,6 +22,7 @@
 #include "pgtide/metrics.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
+#include "pgtide/rnd.h"
 #include "pgtide/server.h"
 
 #define JANITOR_INTERVAL_USEC 250000
@@ -667,6 +668,7 @@ int main(int argc, char **argv)
 		free_ctx(&ctx);
 		return 1;
 	}
+	rnd_forget(); /* nothing drawn before the fork is handed out by this process */
 	ctx.reaper = event_new(ctx.base, -1, 0, reaper_cb, &ctx);
 	ctx.janitor = event_new(ctx.base, -1, EV_PERSIST, janitor_cb, &ctx);
 	ctx.sig_hup = evsignal_new(ctx.base, SIGHUP, signal_cb, &ctx);

@@ -12,6 +12,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "pgtide/rnd.h"
+
 #define SCRAM_SECRET_PREFIX    "SCRAM-SHA-256$"
 #define SCRAM_RAW_NONCE_LEN    18   /* PostgreSQL's SCRAM_RAW_NONCE_LEN */
 #define SCRAM_MAX_MESSAGE      4096 /* real client messages are well under 200 bytes */
@@ -520,7 +522,7 @@ enum scram_status scram_server_first(struct scram_state *st, const char *msg, si
 	char nonce[(SCRAM_RAW_NONCE_LEN + 2) / 3 * 4 + 1];
 
 	*out = NULL;
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
+	if (!rnd_bytes(raw, sizeof(raw)))
 		return scram_fail(st, SCRAM_FAIL_PROTOCOL, scram_err_internal);
 	scram_b64_encode(raw, sizeof(raw), nonce);
 	return scram_server_first_with_nonce(st, msg, len, nonce, out);

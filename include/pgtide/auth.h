@@ -12,6 +12,8 @@
 #include "pgtide/config.h"
 #include "pgtide/proto.h"
 
+struct scram_secret;
+
 /* What kind of secret the user file holds for a user. */
 enum auth_secret_kind {
 	AUTH_SECRET_PLAIN = 0, /* the password itself */
@@ -23,6 +25,9 @@ struct auth_user {
 	char *name;
 	char *secret; /* as written in the file (never logged) */
 	enum auth_secret_kind kind;
+	/* A plain secret's SCRAM verifier (iterations 0 until the first SCRAM login makes it, with
+	 * a fresh salt): PBKDF2 once per user file load, not once per login. Loop thread only. */
+	struct scram_secret *scram_of_plain;
 };
 
 struct auth_userlist {

@@ -168,3 +168,28 @@ def test_userlist_quoting(pgtide, pg):
         assert c.execute("select current_user").fetchone() == ("app",)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         p.connect(password='p"a ss')
+
+
+def test_scram_with_a_plain_secret_follows_a_password_change(pgtide, pg):
+    """A plain secret's SCRAM verifier is made once per user file load and kept (PBKDF2 once,
+    not per login): many logins work, and after the file changes and is reloaded the new
+    password works and the old one no longer does."""
+    p = pgtide.start({"auth_type": "scram-sha-256"},
+                     databases={"app": f"host=127.0.0.1 port={pg.port} dbname=app "
+                                       f"user=app password=app"},
+                     userlist=[("app", "first-pw"), ("other", "other-pw")])
+    for _ in range(5):
+        with p.connect(password="first-pw") as c:
+            assert c.execute("select 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        p.connect(password="second-pw")
+    p.rewrite(userlist=[("app", "second-pw"), ("other", "other-pw")])
+    p.reload()
+    p.wait_log("configuration reloaded")
+    with p.connect(password="second-pw") as c:
+        assert c.execute("select 2").fetchone() == (2,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        p.connect(password="first-pw")
+    with p.raw() as c:
+        res = c.login("app", "first-pw", "app")
+        assert res.error is not None and res.error.sqlstate == "28P01", res

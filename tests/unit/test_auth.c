@@ -600,16 +600,34 @@ static void test_challenges(void)
 	auth_free(b.ex);
 	auth_userlist_free(&ul);
 
-	/* A plain secret gets a fresh random SCRAM salt per login, as in PgBouncer. */
+	/*
+	 * A plain secret's SCRAM verifier is made at the first login and kept with the user file
+	 * entry (PBKDF2 once, not per login): the same random salt for every login until the
+	 * file is loaded again, which draws a new one. Server nonces are fresh every time.
+	 */
+	char salt_c[64] = "";
+	struct run c;
 	CHECK(make_user(PASSWORD, &ul), "challenges: user file");
 	run_exchange(AUTH_TYPE_SCRAM, &ul.users[0], PASSWORD, TAMPER_NONE, &a);
 	run_exchange(AUTH_TYPE_SCRAM, &ul.users[0], PASSWORD, TAMPER_NONE, &b);
 	sscanf(a.server_first, "r=%*[^,],s=%63[^,]", salt_a);
 	sscanf(b.server_first, "r=%*[^,],s=%63[^,]", salt_b);
-	CHECK(salt_a[0] && strcmp(salt_a, salt_b) != 0, "scram salts for a plain secret differ");
+	CHECK(salt_a[0] && strcmp(salt_a, salt_b) == 0, "one salt per user file load");
+	CHECK(a.status == AUTH_OK && b.status == AUTH_OK && a.final_ok && b.final_ok,
+	      "both logins succeed");
 	CHECK(strcmp(a.server_first, b.server_first) != 0, "server nonces differ");
 	auth_free(a.ex);
 	auth_free(b.ex);
+	run_exchange(AUTH_TYPE_SCRAM, &ul.users[0], "wrong", TAMPER_NONE, &a);
+	CHECK(a.status == AUTH_FAIL, "a wrong password still fails with the kept verifier");
+	auth_free(a.ex);
+	auth_userlist_free(&ul);
+	CHECK(make_user(PASSWORD, &ul), "challenges: user file again");
+	run_exchange(AUTH_TYPE_SCRAM, &ul.users[0], PASSWORD, TAMPER_NONE, &c);
+	sscanf(c.server_first, "r=%*[^,],s=%63[^,]", salt_c);
+	CHECK(salt_c[0] && strcmp(salt_a, salt_c) != 0, "a new load draws a new salt");
+	CHECK(c.status == AUTH_OK && c.final_ok, "login after the reload succeeds");
+	auth_free(c.ex);
 	auth_userlist_free(&ul);
 
 	/* An unknown user looks like a real one: same salt each time, default iterations. */
