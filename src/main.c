@@ -29,8 +29,9 @@
 
 void pool_run_kicks(struct pt_ctx *ctx);
 
-/* Set while an io callback runs (pt_now_hold): one clock read per wakeup, not one per use. */
-static int64_t now_held;
+/* Set while an io callback runs (pt_now_hold): one clock read per wakeup, not one per use.
+ * Per thread, as a loop runs on one thread (see "No mutable globals" in docs/DESIGN.md). */
+static _Thread_local int64_t now_held;
 
 void pt_now_hold(void)
 {

@@ -8,7 +8,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-/* Logins may run on any thread: one lock around the batch (uncontended, tens of instructions). */
+/* Process-wide by nature, like OpenSSL's own DRBG state; logins may run on any thread: one lock
+ * around the batch (uncontended, tens of instructions). */
 static pthread_mutex_t rnd_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t rnd_batch[512];
 static size_t rnd_left; /* unused bytes at the start of rnd_batch */
