@@ -655,3 +655,60 @@ def test_server_tls_connection_killed(pgtide, pg_ssl, tls_files):
         assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()"
                          ).fetchone() == (True,)
     assert p.alive()
+
+
+def _read_until(proc, buf, marker, timeout):
+    """Reads s_client's stdout (the server's bytes) until marker is in buf."""
+    import select as _select
+    deadline = time.monotonic() + timeout
+    while marker not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {marker!r} from pgtide; got {bytes(buf[-200:])!r}")
+        r, _, _ = _select.select([proc.stdout], [], [], left)
+        if r:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"s_client ended; stderr: {proc.stderr.read()!r}")
+            buf += chunk
+    return buf
+
+
+@pytest.mark.deadline(60)
+def test_tls13_key_updates_from_the_client(pgtide, tls_files):
+    """TLS 1.3 KeyUpdate messages from a client, with and without a request that pgtide update
+    its own keys too (OpenSSL s_client's K and k commands, sent between queries): every query
+    before and after is answered, so pgtide neither stalls nor drops the connection."""
+    p = pgtide.start({**client_tls(tls_files), "auth_type": "trust"})
+    proc = subprocess.Popen(
+        ["openssl", "s_client", "-quiet", "-no_ign_eof", "-tls1_3", "-starttls", "postgres",
+         "-connect", f"127.0.0.1:{p.port}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        buf = bytearray()
+        proc.stdin.write(h.startup_message({"user": "app", "database": "app"}))
+        proc.stdin.flush()
+        buf = _read_until(proc, buf, b"Z\x00\x00\x00\x05I", 15)
+        for i, command in enumerate([None, b"K\n", b"k\n", b"K\n", b"K\n"]):
+            if command:
+                time.sleep(0.2)  # a chunk of its own, so s_client reads it as a command
+                proc.stdin.write(command)
+                proc.stdin.flush()
+                time.sleep(0.2)
+            # extended protocol: a chunk starting with Q would be s_client's quit command
+            value = str(4000 + i).encode()
+            proc.stdin.write(h.parse_msg(f"select {4000 + i}") + h.bind_msg() + h.execute_msg()
+                             + h.sync_msg())
+            proc.stdin.flush()
+            buf = _read_until(proc, buf, value, 15)
+            buf = _read_until(proc, buf, b"SELECT 1\x00Z\x00\x00\x00\x05I", 15)
+            del buf[:]
+        proc.stdin.write(h.terminate_message())
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        err = proc.stderr.read().decode(errors="replace")
+        assert err.count("KEYUPDATE") == 4, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
