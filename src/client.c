@@ -343,8 +343,7 @@ void client_server_lost(struct client *c, bool fatal_forwarded, const char *sqls
 	if (s) {
 		s->client = NULL;
 		c->server = NULL;
-		c->io.peer = NULL;
-		s->io.peer = NULL;
+		io_unlink(&c->io, &s->io);
 	}
 	if (fatal_forwarded)
 		client_close(c, NULL, "server sent FATAL and closed");

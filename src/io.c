@@ -312,6 +312,26 @@ void io_flush_pending(struct io *io)
 		flush_forward(io);
 }
 
+void io_link(struct io *a, struct io *b)
+{
+	a->peer = b;
+	b->peer = a;
+}
+
+void io_unlink(struct io *a, struct io *b)
+{
+	a->peer = NULL;
+	b->peer = NULL;
+	for (int i = 0; i < 2; i++) {
+		struct io *io = i ? b : a;
+		if (io->bp_paused) {
+			io->bp_paused = false;
+			if (!io->closed)
+				update_read_interest(io);
+		}
+	}
+}
+
 void io_write(struct io *io, const void *data, size_t len)
 {
 	/* Anything already decided for this socket goes first. */

@@ -137,8 +137,7 @@ void server_close(struct server *s, const char *why)
 		io_flush_pending(&s->io);
 		s->client = NULL;
 		c->server = NULL;
-		c->io.peer = NULL;
-		s->io.peer = NULL;
+		io_unlink(&c->io, &s->io);
 	}
 	server_set_state(s, SERVER_CLOSED);
 	if (s->poll_ev) {
@@ -524,8 +523,7 @@ void server_link(struct server *s, struct client *c)
 {
 	s->client = c;
 	c->server = s;
-	s->io.peer = &c->io;
-	c->io.peer = &s->io;
+	io_link(&s->io, &c->io);
 	s->n_linked++;
 	s->rfq_pending = 0;
 	s->simple_sent = false;
@@ -569,8 +567,7 @@ void server_release(struct server *s, bool client_gone)
 		prep_server_unlink(s);
 		s->client = NULL;
 		c->server = NULL;
-		c->io.peer = NULL;
-		s->io.peer = NULL;
+		io_unlink(&c->io, &s->io);
 	}
 	if (mid_message) {
 		server_close(s, "client left in the middle of a message");

@@ -188,6 +188,12 @@ void io_write(struct io *io, const void *data, size_t len);
 /* Sends the bytes already decided FORWARD (before unlinking the peer). */
 void io_flush_pending(struct io *io);
 
+/* Makes a and b each other's peer (where FORWARD sends). */
+void io_link(struct io *a, struct io *b);
+/* Ends that link. Neither stays paused for the other's out-queue: a server whose client was
+ * slow to read the end of a result goes on reading for the next client. */
+void io_unlink(struct io *a, struct io *b);
+
 /*
  * Asks for on_drained once the out-queue has been written out (for an owner that closes
  * after its last bytes, seeing io_outq_len() > 0).

@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -785,3 +786,48 @@ def test_partition_during_query_is_bounded(pgtide, partitionable):
     with p.connect() as c:
         assert c.execute("select 'healed'").fetchone() == ("healed",)
     assert p.alive()
+
+
+
+def _queued(port):
+    """Bytes in flight on the loopback connection with this client port: the kernel's send
+    queue on pgtide's side and the receive queue on the client's (ss from iproute2)."""
+    out = subprocess.run(["ss", "-tn", f"( sport = :{port} or dport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(int(f[1]) + int(f[2]) for f in (ln.split() for ln in out.splitlines()[1:]) if f)
+
+
+@pytest.mark.deadline(120)
+def test_a_server_paused_for_a_slow_reader_reads_again_for_the_next_client(pgtide):
+    """Backpressure stops pgtide reading a server while its client's out-queue is over 256 kB.
+    When the pump that crosses that mark also reads the result's end (CommandComplete,
+    ReadyForQuery), the server goes back to the pool still paused; it must read again for the
+    next client. The test measures what the kernel holds for an unread result (the socket
+    buffers, autotuned), then tries results whose end lands around that much + 256 kB, each
+    left unread until pgtide has done what it can; after each, another client's query on the
+    one server must be answered. Before the fix one of them hung in two runs of three."""
+    p = pgtide.start({**TX, "default_pool_size": 1})
+    raw = login(p, timeout=30)
+    other = login(p, timeout=30)
+    port = raw.sock.getsockname()[1]
+    row = 1017  # a DataRow of one 1000-character text column
+    sql = "select repeat('x', 1000) from generate_series(1, {})"
+    try:
+        held = 0
+        for _ in range(2):  # the second time with the buffers grown
+            raw.send(h.query_message(sql.format(16000)))
+            time.sleep(0.4)
+            held = _queued(port)
+            assert raw.read_results(timeout=30).status == "I"
+        assert 0 < held < 16000 * row, f"pgtide did not stop at {held} bytes"
+        base = (held + 256 * 1024) // row
+        for n in range(base - 320, base + 320, 6):
+            raw.send(h.query_message(sql.format(n)))
+            time.sleep(0.15)  # unread: pgtide fills the sockets, then its out-queue
+            qr = raw.read_results(timeout=30)
+            assert qr.status == "I" and len(qr.results[0][1]) == n, n
+            qr = other.query("select 1", timeout=5)  # the same server, for another client
+            assert qr.status == "I" and qr.results[0][1] == [("1",)], n
+    finally:
+        raw.close()
+        other.close()
