@@ -417,6 +417,8 @@ static void reset_done(struct server *s)
 			server_close(s, "a cancel request for it did not complete");
 			return;
 		}
+		if (s->state != SERVER_RESET)
+			server_set_state(s, SERVER_RESET); /* waits there (cancel_wait_cb) */
 		if (!s->cancel_wait_ev)
 			s->cancel_wait_ev = evtimer_new(s->ctx->base, cancel_wait_cb, s);
 		struct timeval tv = {0, 2000};
@@ -439,29 +441,26 @@ static void cancel_wait_cb(evutil_socket_t fd, short what, void *arg)
 		reset_done(s);
 }
 
-/* After the client is gone and nothing is in flight: ROLLBACK if needed, then the reset query. */
+/* A query of the reset: the server is in RESET from the first one until their replies are in. */
+static void reset_query(struct server *s, const char *q)
+{
+	if (s->state != SERVER_RESET)
+		server_set_state(s, SERVER_RESET);
+	send_query(s, q);
+}
+
+/* After the client is gone and nothing is in flight: ROLLBACK if needed, then the reset query.
+ * With nothing to undo the server goes straight back to the pool, never entering RESET. */
 static void start_reset(struct server *s)
 {
 	struct config *cfg = &s->ctx->cfg;
-	/* The common case in transaction pooling: nothing to undo, straight back to the pool. */
-	if (s->txn_status == 'I' && !s->state_kinds && !s->probe_wanted && !s->probing &&
-	    !s->session_dirty && s->probe_settings.v == NULL && !s->cancel_ticket &&
-	    s->internal_pending == 0 &&
-	    (!cfg->server_reset_query_always || !cfg->server_reset_query ||
-	     !cfg->server_reset_query[0]) &&
-	    s->pool->pool_mode != POOL_MODE_SESSION) {
-		server_set_state(s, SERVER_IDLE);
-		pool_kick(s->pool);
-		return;
-	}
-	server_set_state(s, SERVER_RESET);
 	if (s->txn_status != 'I')
-		send_query(s, "ROLLBACK");
+		reset_query(s, "ROLLBACK");
 	bool session = s->pool->pool_mode == POOL_MODE_SESSION;
 	const char *q = cfg->server_reset_query;
 	bool reset_all = false;
 	if (q && q[0] && (session || cfg->server_reset_query_always)) {
-		send_query(s, q);
+		reset_query(s, q);
 		reset_all = resets_all_params(q);
 		/* DISCARD ALL and DEALLOCATE drop pgtide's named statements too. */
 		if (strcasestr(q, "discard") || strcasestr(q, "deallocate"))
@@ -471,7 +470,7 @@ static void start_reset(struct server *s)
 		/* Session state (pin.h) the client left, or may have left: DISCARD ALL drops every
 		 * kind of it (advisory locks, LISTEN, temporary tables, cursors, SQL PREPAREs, SET
 		 * ROLE) and pgtide's named statements with it. */
-		send_query(s, "DISCARD ALL");
+		reset_query(s, "DISCARD ALL");
 		prep_server_forget_all(s);
 		reset_all = true;
 	}
@@ -481,7 +480,7 @@ static void start_reset(struct server *s)
 	params_free(&s->probe_settings);
 	if (s->session_dirty && !reset_all) {
 		/* A client changed the session (SET, RESET, DISCARD ALL): back to the defaults. */
-		send_query(s, "RESET ALL");
+		reset_query(s, "RESET ALL");
 		reset_all = true;
 	}
 	if (reset_all) {
@@ -496,7 +495,9 @@ static void start_reset(struct server *s)
 	}
 	s->session_dirty = false;
 	if (s->internal_pending == 0)
-		reset_done(s);
+		reset_done(s); /* the common case in transaction pooling: nothing to undo */
+	else if (s->state != SERVER_RESET)
+		server_set_state(s, SERVER_RESET);
 }
 
 /*
