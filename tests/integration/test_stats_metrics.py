@@ -357,9 +357,13 @@ def test_stats_averages_cover_the_last_stats_period(pgtide):
         avg = {r[0]: dict(zip(STAT_FIELDS, (int(v) for v in r[1:]))) for r in cur.fetchall()}
         a = avg["app"]
         assert [int(v) for v in stats["app"][8:]] == [a[f] for f in STAT_FIELDS]
-        # a whole second of the loop: transactions of three queries each
+        # a whole period of the loop: transactions of three queries each. The period's edges
+        # cut up to two queries of a transaction off either side (|q - 3x| <= 2 in the raw
+        # counts). Both are scaled by s = 1 s / period (within 2/3..1.5 here: the timer can
+        # fire late, and the next one then early) and rounded down each on its own, which
+        # moves 3x by up to 3 more: 2s + 3 above, 2s + 1 below.
         assert 0 < a["xact_count"] <= done, (a, done)
-        assert abs(a["query_count"] - 3 * a["xact_count"]) <= 3, a
+        assert -3 <= a["query_count"] - 3 * a["xact_count"] <= 5, a
         assert a["bytes_received"] > 0 and a["bytes_sent"] > 0, a
         assert a["query_time"] > 0 and a["xact_time"] >= a["query_time"], a
         assert a["wait_time"] == 0, a
