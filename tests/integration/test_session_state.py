@@ -164,7 +164,7 @@ def test_advisory_lock_outlives_rollback_until_unlock_all(pgtide, pg):
 
 
 @pytest.mark.parametrize("leave", ["abort", "terminate"])
-def test_advisory_lock_of_a_vanished_client_is_gone_within_a_second(pgtide, pg, leave):
+def test_advisory_lock_of_a_vanished_client_is_released_promptly(pgtide, pg, leave):
     p = pgtide.start({**TX, "default_pool_size": 2})
     a = raw_login(p)
     qr = raw_ok(a, f"select pg_advisory_lock({MIGRATE_KEY}), pg_backend_pid()")
@@ -178,9 +178,10 @@ def test_advisory_lock_of_a_vanished_client_is_gone_within_a_second(pgtide, pg, 
         else:
             a.send(h.terminate_message())
             a.close()
-        h.wait_for(lambda: advisory_holders(pg, MIGRATE_KEY) == [], 1.0,
+        # promptly: not at a server timeout (server_idle_timeout, server_lifetime: minutes)
+        h.wait_for(lambda: advisory_holders(pg, MIGRATE_KEY) == [], 3.0,
                    what="the vanished client's advisory lock to be released")
-        assert time.monotonic() - t0 <= 1.0
+        assert time.monotonic() - t0 <= 3.0
         assert b.execute("select pg_try_advisory_lock(%s)", (MIGRATE_KEY,)).fetchone() == \
             (True,)
         assert b.execute("select pg_advisory_unlock(%s)", (MIGRATE_KEY,)).fetchone() == \

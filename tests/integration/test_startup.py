@@ -273,8 +273,8 @@ def test_statement_timeout_via_options(pgtide):
     with p.connect(options="-c statement_timeout=100") as c:
         t0 = time.monotonic()
         with pytest.raises(psycopg.errors.QueryCanceled):
-            c.execute("select pg_sleep(1)")
-        assert time.monotonic() - t0 < 0.9
+            c.execute("select pg_sleep(5)")
+        assert time.monotonic() - t0 < 4
         assert c.execute("select 1").fetchone() == (1,)
 
 
