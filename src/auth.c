@@ -185,11 +185,14 @@ bool auth_userlist_parse(const char *text, size_t len, struct auth_userlist *out
 		u->secret = secret;
 		u->kind = auth_secret_kind_of(secret);
 		u->scram_of_plain = NULL;
+		u->md5_of_plain[0] = '\0';
 		out->n++;
-		if (u->kind == AUTH_SECRET_PLAIN &&
-		    !(u->scram_of_plain = calloc(1, sizeof(*u->scram_of_plain)))) {
-			*errmsg = "out of memory";
-			goto fail;
+		if (u->kind == AUTH_SECRET_PLAIN) {
+			if (!(u->scram_of_plain = calloc(1, sizeof(*u->scram_of_plain)))) {
+				*errmsg = "out of memory";
+				goto fail;
+			}
+			auth_md5_hash(secret, name, u->md5_of_plain);
 		}
 	}
 	return true;
@@ -217,6 +220,7 @@ void auth_userlist_free(struct auth_userlist *ul)
 		free(ul->users[i].name);
 		OPENSSL_cleanse(ul->users[i].secret, strlen(ul->users[i].secret));
 		free(ul->users[i].secret);
+		OPENSSL_cleanse(ul->users[i].md5_of_plain, sizeof(ul->users[i].md5_of_plain));
 		if (ul->users[i].scram_of_plain) {
 			OPENSSL_cleanse(ul->users[i].scram_of_plain, sizeof(struct scram_secret));
 			free(ul->users[i].scram_of_plain);
@@ -230,14 +234,20 @@ void auth_userlist_free(struct auth_userlist *ul)
 
 /*
  * OpenSSL 3 looks an algorithm up on every EVP_DigestInit_ex(EVP_md5()) (about half the cost of a
- * login's md5 hashing): fetch it once. Like the SCRAM mock key, a process-wide constant once set.
+ * login's md5 hashing): fetch it once. A context made and freed per hash costs a quarter of the
+ * rest (an allocation, a provider context, a cleanse): keep one, under a lock, since the module
+ * does not know which threads call it. Like the SCRAM mock key, process-wide once set; what a
+ * finished hash leaves in it is that hash's digest, no more than the caller already holds.
  */
 static EVP_MD *md5_md;
+static EVP_MD_CTX *md5_ctx;
+static pthread_mutex_t md5_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
 
 static void md5_fetch(void)
 {
 	md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+	md5_ctx = EVP_MD_CTX_new();
 }
 
 static void auth_md5_hex(const void *a, size_t a_len, const void *b, size_t b_len, char out[36])
@@ -245,13 +255,14 @@ static void auth_md5_hex(const void *a, size_t a_len, const void *b, size_t b_le
 	static const char hex[] = "0123456789abcdef";
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	pthread_once(&md5_once, md5_fetch);
-	bool ok = ctx && EVP_DigestInit_ex(ctx, md5_md ? md5_md : EVP_md5(), NULL) == 1 &&
-	          EVP_DigestUpdate(ctx, a, a_len) == 1 && EVP_DigestUpdate(ctx, b, b_len) == 1 &&
-	          EVP_DigestFinal_ex(ctx, digest, &len) == 1 && len == 16;
 
-	EVP_MD_CTX_free(ctx);
+	pthread_once(&md5_once, md5_fetch);
+	pthread_mutex_lock(&md5_lock);
+	bool ok = md5_md && md5_ctx && EVP_DigestInit_ex2(md5_ctx, md5_md, NULL) == 1 &&
+	          EVP_DigestUpdate(md5_ctx, a, a_len) == 1 &&
+	          EVP_DigestUpdate(md5_ctx, b, b_len) == 1 &&
+	          EVP_DigestFinal_ex(md5_ctx, digest, &len) == 1 && len == 16;
+	pthread_mutex_unlock(&md5_lock);
 	/* An empty result matches nothing, so a crypto failure can only refuse a login. */
 	out[0] = '\0';
 	if (!ok)
@@ -293,6 +304,7 @@ struct auth_exchange {
 	bool usable;                 /* the user exists and has a non-empty, well-formed secret */
 	enum auth_secret_kind kind;  /* of secret, when usable */
 	char *secret;                /* copy of the stored secret (the userlist may be reloaded) */
+	char md5_of_plain[36];       /* copy of the entry's, when kind is PLAIN */
 	struct scram_secret scram;   /* parsed secret when kind is SCRAM */
 	unsigned char md5_salt[4];   /* the salt sent with AuthenticationMD5Password */
 	struct scram_state scram_st; /* SCRAM exchange (mock for unknown users) */
@@ -369,6 +381,7 @@ static bool auth_copy_user(struct auth_exchange *ex, const struct auth_user *u)
 	ex->kind = u->kind;
 	switch (u->kind) {
 	case AUTH_SECRET_PLAIN:
+		memcpy(ex->md5_of_plain, u->md5_of_plain, sizeof(ex->md5_of_plain));
 		break;
 	case AUTH_SECRET_MD5:
 		if (auth_secret_kind_of(u->secret) != AUTH_SECRET_MD5)
@@ -551,21 +564,20 @@ static enum auth_status auth_step_password(struct auth_exchange *ex, const char 
 static enum auth_status auth_step_md5(struct auth_exchange *ex, const char *body, size_t len)
 {
 	const char *password = NULL;
-	char hash[36], expected[36];
+	const char *hash = NULL;
+	char expected[36];
 	bool ok = false;
 
 	if (auth_read_password(ex, body, len, &password) != AUTH_CONTINUE)
 		return AUTH_FAIL;
-	if (ex->usable && (ex->kind == AUTH_SECRET_MD5 || ex->kind == AUTH_SECRET_PLAIN)) {
-		if (ex->kind == AUTH_SECRET_PLAIN)
-			auth_md5_hash(ex->secret, ex->user, hash);
-		else
-			memcpy(hash, ex->secret, AUTH_MD5_LEN + 1);
+	if (ex->usable && ex->kind == AUTH_SECRET_PLAIN)
+		hash = ex->md5_of_plain; /* "md5" + md5(secret + user name), made at load */
+	else if (ex->usable && ex->kind == AUTH_SECRET_MD5)
+		hash = ex->secret;
+	if (hash && strlen(hash) == AUTH_MD5_LEN) {
 		auth_md5_salted(hash + 3, ex->md5_salt, expected);
-		ok = strlen(hash) == AUTH_MD5_LEN && strlen(expected) == AUTH_MD5_LEN &&
-		     strlen(password) == AUTH_MD5_LEN &&
+		ok = strlen(expected) == AUTH_MD5_LEN && strlen(password) == AUTH_MD5_LEN &&
 		     CRYPTO_memcmp(password, expected, AUTH_MD5_LEN) == 0;
-		OPENSSL_cleanse(hash, sizeof(hash));
 		OPENSSL_cleanse(expected, sizeof(expected));
 	}
 	if (!ok)

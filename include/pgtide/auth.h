@@ -28,6 +28,9 @@ struct auth_user {
 	/* A plain secret's SCRAM verifier (iterations 0 until the first SCRAM login makes it, with
 	 * a fresh salt): PBKDF2 once per user file load, not once per login. Loop thread only. */
 	struct scram_secret *scram_of_plain;
+	/* A plain secret's md5 verifier, "md5" + md5(secret + name), made at load so that an md5
+	 * login hashes once, as with an md5 secret; "" for other kinds or if hashing failed. */
+	char md5_of_plain[36];
 };
 
 struct auth_userlist {

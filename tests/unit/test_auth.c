@@ -138,6 +138,25 @@ static void test_userlist_find(void)
 	auth_userlist_free(&ul);
 }
 
+/* A plain secret carries its md5 verifier from the load on; other kinds carry none. */
+static void test_userlist_md5_of_plain(void)
+{
+	const char text[] = "\"alice\" \"pencil\"\n\"bob\" \"" SECRET_MD5 "\"\n";
+	struct auth_userlist ul;
+	int line;
+	const char *err;
+	const struct auth_user *u;
+
+	CHECK(auth_userlist_parse(text, strlen(text), &ul, &line, &err), "md5_of_plain: parse");
+	u = auth_userlist_find(&ul, "alice");
+	CHECK(u && u->kind == AUTH_SECRET_PLAIN, "md5_of_plain: alice is plain");
+	CHECK_STR(u ? u->md5_of_plain : "", SECRET_MD5, "md5_of_plain: md5(pencil alice)");
+	u = auth_userlist_find(&ul, "bob");
+	CHECK(u && u->kind == AUTH_SECRET_MD5, "md5_of_plain: bob is md5");
+	CHECK_STR(u ? u->md5_of_plain : "?", "", "md5_of_plain: none for an md5 secret");
+	auth_userlist_free(&ul);
+}
+
 /* ---- md5 ---- */
 
 static void test_md5(void)
@@ -656,6 +675,7 @@ int main(void)
 {
 	test_userlist_parse();
 	test_userlist_find();
+	test_userlist_md5_of_plain();
 	test_md5();
 	test_exchanges();
 	test_challenges();
