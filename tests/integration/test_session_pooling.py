@@ -167,8 +167,8 @@ def test_server_lifetime(pgtide, pg):
 
 def test_database_server_lifetime(pgtide, pg):
     """A [databases] server_lifetime overrides the global one for that database only (0: no
-    lifetime there); a reload changes it."""
-    p = pgtide.start({"default_pool_size": 1, "server_lifetime": 1},
+    lifetime there); a reload changes it, and SHOW DATABASES follows."""
+    p = pgtide.start({"default_pool_size": 1, "server_lifetime": 1, "admin_users": "app"},
                      databases={"app": f"host=127.0.0.1 port={pg.port} dbname=app "
                                        f"server_lifetime=0"})
     with p.connect() as a, p.connect(dbname="other") as o:
@@ -179,6 +179,9 @@ def test_database_server_lifetime(pgtide, pg):
     assert app_pid in [b["pid"] for b in pg.backends(db="app")], "app's lifetime 0 ignored"
     with p.connect() as a:
         assert _pid(a) == app_pid
+    with h.AdminConsole(p) as adm:
+        lifetimes = {r["name"]: r["server_lifetime"] for r in adm.rows("SHOW DATABASES")}
+        assert lifetimes == {"app": 0, "other": 1}
 
     mark = p.log_mark()
     p.rewrite({"server_lifetime": 3600},
@@ -191,6 +194,9 @@ def test_database_server_lifetime(pgtide, pg):
         other_pid = _pid(o)
     time.sleep(2.0)
     assert other_pid in [b["pid"] for b in pg.backends(db="other")], "global 3600 ignored"
+    with h.AdminConsole(p) as adm:
+        lifetimes = {r["name"]: r["server_lifetime"] for r in adm.rows("SHOW DATABASES")}
+        assert lifetimes == {"app": 1, "other": 3600}
 
 
 def test_waiting_client_that_leaves(pgtide):
