@@ -584,6 +584,16 @@ static int db_server_count(const struct pt_ctx *ctx, const char *db)
 	return n;
 }
 
+static int user_server_count(const struct pt_ctx *ctx, const char *user)
+{
+	int n = 0;
+	const struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	if (strcmp(p->user_name, user) == 0)
+		n += pool_server_count(p);
+	return n;
+}
+
 /* True if an earlier pool has database db (a database made from "*" is listed once). */
 static bool db_seen_before(const struct pt_ctx *ctx, const struct pool *upto, const char *db)
 {
@@ -631,7 +641,7 @@ static void database_row(const struct pt_ctx *ctx, const char *name, const struc
 	const char *user = config_db_conn_get(db, "user");
 	if (!host)
 		host = config_db_conn_get(db, "hostaddr");
-	rs_row(r, 13);
+	rs_row(r, 14);
 	rs_text(r, name);
 	rs_text(r, host);
 	rs_int(r, port && port[0] ? atoi(port) : 5432);
@@ -640,6 +650,9 @@ static void database_row(const struct pt_ctx *ctx, const char *name, const struc
 	rs_int(r, db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size);
 	rs_int(r, db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size);
 	rs_int(r, db->reserve_pool >= 0 ? db->reserve_pool : cfg->reserve_pool_size);
+	/* Whole seconds, fractions cut off, as PgBouncer shows it. */
+	rs_int(r,
+	       (db->server_lifetime >= 0 ? db->server_lifetime : cfg->server_lifetime) / 1000000);
 	rs_text(r, db->pool_mode != POOL_MODE_UNSET ? config_pool_mode_name(db->pool_mode) : NULL);
 	rs_int(r, db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections);
 	rs_int(r, db_server_count(ctx, name));
@@ -659,6 +672,7 @@ static void show_databases(struct client *c, struct pbuf *b)
 	        {"pool_size", ADMIN_INT4},
 	        {"min_pool_size", ADMIN_INT4},
 	        {"reserve_pool", ADMIN_INT4},
+	        {"server_lifetime", ADMIN_INT4},
 	        {"pool_mode", ADMIN_TEXT},
 	        {"max_connections", ADMIN_INT4},
 	        {"current_connections", ADMIN_INT4},
@@ -666,7 +680,7 @@ static void show_databases(struct client *c, struct pbuf *b)
 	        {"disabled", ADMIN_INT4},
 	};
 	struct admin_rs r;
-	rs_begin(&r, b, cols, 13);
+	rs_begin(&r, b, cols, 14);
 	each_database(c->ctx, database_row, &r);
 	admin_put_command_complete(b, "SHOW");
 }
@@ -713,9 +727,29 @@ static int collect_users(const struct pt_ctx *ctx, const char ***out)
 	return (int)k;
 }
 
+/* A [users] override as SHOW USERS shows it: text (PgBouncer's type), NULL if not set. */
+static void rs_override(struct admin_rs *r, int v)
+{
+	char num[16];
+	if (v < 0) {
+		rs_text(r, NULL);
+		return;
+	}
+	snprintf(num, sizeof(num), "%d", v);
+	rs_text(r, num);
+}
+
 static void show_users(struct client *c, struct pbuf *b)
 {
-	static const struct admin_col cols[] = {{"name", ADMIN_TEXT}, {"pool_mode", ADMIN_TEXT}};
+	static const struct admin_col cols[] = {
+	        {"name", ADMIN_TEXT},
+	        {"pool_size", ADMIN_TEXT},
+	        {"reserve_pool_size", ADMIN_TEXT},
+	        {"pool_mode", ADMIN_TEXT},
+	        {"max_user_connections", ADMIN_INT4},
+	        {"current_connections", ADMIN_INT4},
+	};
+	const struct config *cfg = &c->ctx->cfg;
 	const char **names;
 	int n = collect_users(c->ctx, &names);
 	if (n < 0) {
@@ -723,14 +757,19 @@ static void show_users(struct client *c, struct pbuf *b)
 		return;
 	}
 	struct admin_rs r;
-	rs_begin(&r, b, cols, 2);
+	rs_begin(&r, b, cols, 6);
 	for (int i = 0; i < n; i++) {
-		const struct config_user *u = config_find_user(&c->ctx->cfg, names[i]);
-		rs_row(&r, 2);
+		const struct config_user *u = config_find_user(cfg, names[i]);
+		rs_row(&r, 6);
 		rs_text(&r, names[i]);
+		rs_override(&r, u ? u->pool_size : -1);
+		rs_override(&r, u ? u->reserve_pool_size : -1);
 		rs_text(&r, u && u->pool_mode != POOL_MODE_UNSET
 		                    ? config_pool_mode_name(u->pool_mode)
 		                    : NULL);
+		rs_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections
+		                                             : cfg->max_user_connections);
+		rs_int(&r, user_server_count(c->ctx, names[i]));
 		rs_row_end(&r);
 	}
 	free(names);

@@ -524,6 +524,7 @@ static void finish_auth(struct client *c)
 	}
 	c->pool = p;
 	c->txn.counts = &p->txn;
+	pool_client_settings(p, c);
 	/* Leave the login list: LOGIN_WAIT or IDLE puts it on the pool's lists. */
 	if (ctx->cfg.log_connections) {
 		char tls[128];
@@ -1284,18 +1285,18 @@ void client_notice(struct client *c, const char *msg)
 void client_check_timeouts(struct client *c, int64_t now)
 {
 	struct config *cfg = &c->ctx->cfg;
+	const struct pool *p = c->pool; /* the timeouts as [users] and [pgtide] set them */
 	struct server *s = c->server;
 	if (!s || s->state != SERVER_ACTIVE)
 		return;
 	bool in_txn = s->txn_status == 'T' || s->txn_status == 'E';
-	if (cfg->transaction_timeout > 0 && in_txn &&
-	    now - s->txn_start > cfg->transaction_timeout) {
+	if (p->transaction_timeout > 0 && in_txn && now - s->txn_start > p->transaction_timeout) {
 		client_close(c, "25P04", "terminating connection due to transaction timeout");
 		return;
 	}
 	if (s->rfq_pending > 0) {
-		if (cfg->query_timeout > 0 && !s->query_cancel_sent &&
-		    now - s->query_start > cfg->query_timeout) {
+		if (p->query_timeout > 0 && !s->query_cancel_sent &&
+		    now - s->query_start > p->query_timeout) {
 			/* PostgreSQL answers the cancel with 57014 "canceling statement due to user
 			 * request"; the client and the server both carry on. */
 			s->query_cancel_sent = true;
@@ -1324,14 +1325,13 @@ void client_check_timeouts(struct client *c, int64_t now)
 		}
 		return;
 	}
-	if (cfg->idle_transaction_timeout > 0 && in_txn &&
-	    now - s->last_ready > cfg->idle_transaction_timeout) {
+	if (p->idle_transaction_timeout > 0 && in_txn &&
+	    now - s->last_ready > p->idle_transaction_timeout) {
 		client_close(c, "25P03",
 		             "terminating connection due to idle-in-transaction timeout");
 		return;
 	}
-	if (cfg->client_idle_timeout > 0 && !in_txn &&
-	    now - c->last_active > cfg->client_idle_timeout)
+	if (c->client_idle_timeout > 0 && !in_txn && now - c->last_active > c->client_idle_timeout)
 		client_close(c, "57P05", "terminating connection due to idle-session timeout");
 }
 

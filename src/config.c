@@ -237,6 +237,7 @@ static const char config_pg_error_fields[] = "SVCMDHPpqWstcdnFLR";
 /* How a per-database or per-user option is stored. */
 enum config_opt_type {
 	CONFIG_OPT_INT,       /* int >= 0 */
+	CONFIG_OPT_TIME,      /* int64_t microseconds, written as the [pgtide] times are */
 	CONFIG_OPT_POOL_MODE, /* enum pool_mode */
 	CONFIG_OPT_STRING,    /* char * */
 };
@@ -255,6 +256,7 @@ static const struct config_opt config_db_opts[] = {
         /* Newer PgBouncer spells it reserve_pool_size and keeps reserve_pool as an alias. */
         {"reserve_pool_size", CONFIG_OPT_INT, offsetof(struct config_db, reserve_pool)},
         {"max_db_connections", CONFIG_OPT_INT, offsetof(struct config_db, max_db_connections)},
+        {"server_lifetime", CONFIG_OPT_TIME, offsetof(struct config_db, server_lifetime)},
         {"pool_mode", CONFIG_OPT_POOL_MODE, offsetof(struct config_db, pool_mode)},
         {"connect_query", CONFIG_OPT_STRING, offsetof(struct config_db, connect_query)},
         {"client_encoding", CONFIG_OPT_STRING, offsetof(struct config_db, client_encoding)},
@@ -268,8 +270,7 @@ static const struct config_opt config_db_opts[] = {
  * they must not reach the connection string.
  */
 static const char *const config_db_unimplemented[] = {
-        "auth_user",       "auth_query", "auth_dbname", "max_db_client_connections",
-        "server_lifetime", NULL,
+        "auth_user", "auth_query", "auth_dbname", "max_db_client_connections", NULL,
 };
 
 static const struct config_opt config_user_opts[] = {
@@ -277,16 +278,17 @@ static const struct config_opt config_user_opts[] = {
         {"max_user_connections", CONFIG_OPT_INT,
          offsetof(struct config_user, max_user_connections)},
         {"pool_size", CONFIG_OPT_INT, offsetof(struct config_user, pool_size)},
+        {"reserve_pool_size", CONFIG_OPT_INT, offsetof(struct config_user, reserve_pool_size)},
+        {"query_timeout", CONFIG_OPT_TIME, offsetof(struct config_user, query_timeout)},
+        {"idle_transaction_timeout", CONFIG_OPT_TIME,
+         offsetof(struct config_user, idle_transaction_timeout)},
+        {"transaction_timeout", CONFIG_OPT_TIME, offsetof(struct config_user, transaction_timeout)},
+        {"client_idle_timeout", CONFIG_OPT_TIME, offsetof(struct config_user, client_idle_timeout)},
         {NULL, 0, 0},
 };
 
 /* Newer PgBouncer [users] keys pgtide ignores (with a warning, like unimplemented settings). */
 static const char *const config_user_unimplemented[] = {
-        "reserve_pool_size",
-        "query_timeout",
-        "idle_transaction_timeout",
-        "transaction_timeout",
-        "client_idle_timeout",
         "max_user_client_connections",
         NULL,
 };
@@ -1029,6 +1031,15 @@ static enum config_value_result config_opt_parse(const struct config_opt *o, voi
 			snprintf(why + len, why_len - len, " for %s", o->name);
 		}
 		return r;
+	case CONFIG_OPT_TIME:
+		if (!config_parse_time(value, field)) {
+			snprintf(why, why_len,
+			         "invalid time value '%.100s' for %s (seconds, for example 15 or "
+			         "0.5)",
+			         value, o->name);
+			return CONFIG_VALUE_INVALID;
+		}
+		return CONFIG_VALUE_OK;
 	case CONFIG_OPT_POOL_MODE:
 		return config_parse_pool_mode(value, field, why, why_len);
 	case CONFIG_OPT_STRING:
@@ -1069,6 +1080,7 @@ static void config_handle_db(struct config_parse_ctx *ctx, const char *name, con
 	        .min_pool_size = -1,
 	        .reserve_pool = -1,
 	        .max_db_connections = -1,
+	        .server_lifetime = -1,
 	        .pool_mode = POOL_MODE_UNSET,
 	        .line = line,
 	};
@@ -1158,6 +1170,11 @@ static void config_handle_user(struct config_parse_ctx *ctx, const char *name, c
 	        .pool_mode = POOL_MODE_UNSET,
 	        .max_user_connections = -1,
 	        .pool_size = -1,
+	        .reserve_pool_size = -1,
+	        .query_timeout = -1,
+	        .idle_transaction_timeout = -1,
+	        .transaction_timeout = -1,
+	        .client_idle_timeout = -1,
 	        .line = line,
 	};
 	struct config_kv *kv = NULL;
@@ -1183,10 +1200,13 @@ static void config_handle_user(struct config_parse_ctx *ctx, const char *name, c
 			continue;
 		}
 		if (!o) {
-			config_error(ctx, CONFIG_ERROR, file, line, name,
-			             "user '%s': unknown setting '%.100s' (use pool_mode, "
-			             "max_user_connections or pool_size)",
-			             name, kv[i].key);
+			config_error(
+			        ctx, CONFIG_ERROR, file, line, name,
+			        "user '%s': unknown setting '%.100s' (use pool_mode, "
+			        "pool_size, reserve_pool_size, max_user_connections, "
+			        "query_timeout, idle_transaction_timeout, transaction_timeout or "
+			        "client_idle_timeout)",
+			        name, kv[i].key);
 			goto out;
 		}
 		r = config_opt_parse(o, &user, kv[i].value, why, sizeof(why));

@@ -240,10 +240,23 @@ static bool resolve_settings(struct pool *p)
 		p->pool_size = u->pool_size;
 	p->min_pool_size = db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
 	p->reserve_pool = db->reserve_pool >= 0 ? db->reserve_pool : cfg->reserve_pool_size;
+	if (u && u->reserve_pool_size >= 0)
+		p->reserve_pool = u->reserve_pool_size;
 	p->max_db_connections =
 	        db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	p->max_user_connections = u && u->max_user_connections >= 0 ? u->max_user_connections
 	                                                            : cfg->max_user_connections;
+	p->server_lifetime = db->server_lifetime >= 0 ? db->server_lifetime : cfg->server_lifetime;
+	p->query_timeout = u && u->query_timeout >= 0 ? u->query_timeout : cfg->query_timeout;
+	p->idle_transaction_timeout = u && u->idle_transaction_timeout >= 0
+	                                      ? u->idle_transaction_timeout
+	                                      : cfg->idle_transaction_timeout;
+	p->transaction_timeout = u && u->transaction_timeout >= 0 ? u->transaction_timeout
+	                                                          : cfg->transaction_timeout;
+	/* The janitor walks idle clients only if one of them may time out. */
+	p->client_idle_check = cfg->client_idle_timeout > 0;
+	for (size_t i = 0; i < cfg->n_users && !p->client_idle_check; i++)
+		p->client_idle_check = cfg->users[i].client_idle_timeout > 0;
 	free(p->connect_query);
 	p->connect_query = db->connect_query ? strdup(db->connect_query) : NULL;
 
@@ -258,10 +271,28 @@ static bool resolve_settings(struct pool *p)
 	return build_conn(p, db);
 }
 
+void pool_client_settings(struct pool *p, struct client *c)
+{
+	const struct config *cfg = &p->ctx->cfg;
+	const struct config_user *u = config_find_user(cfg, c->user);
+	c->client_idle_timeout = u && u->client_idle_timeout >= 0 ? u->client_idle_timeout
+	                                                          : cfg->client_idle_timeout;
+}
+
+static void refresh_clients(struct pool *p, struct client_list *list)
+{
+	struct client *c;
+	TAILQ_FOREACH(c, list, link) pool_client_settings(p, c);
+}
+
 void pool_refresh(struct pool *p)
 {
 	if (!resolve_settings(p))
 		PLOG(LOG_LEVEL_WARNING, p, "database entry removed: new clients are refused");
+	refresh_clients(p, &p->login_wait);
+	refresh_clients(p, &p->idle_clients);
+	refresh_clients(p, &p->waiting_clients);
+	refresh_clients(p, &p->active_clients);
 }
 
 struct pool *pool_get(struct pt_ctx *ctx, const char *database, const char *user,
@@ -683,7 +714,7 @@ void pool_janitor(struct pool *p, int64_t now)
 			server_close(s, "pool paused");
 		} else if (s->close_when_idle) {
 			server_close(s, "marked for closing");
-		} else if (cfg->server_lifetime > 0 && now - s->created_at > cfg->server_lifetime) {
+		} else if (p->server_lifetime > 0 && now - s->created_at > p->server_lifetime) {
 			server_close(s, "server_lifetime reached");
 		} else if (cfg->server_idle_timeout > 0 &&
 		           now - s->idle_since > cfg->server_idle_timeout &&
@@ -720,10 +751,11 @@ void pool_janitor(struct pool *p, int64_t now)
 		cn = TAILQ_NEXT(c, link);
 		client_check_timeouts(c, now);
 	}
-	if (cfg->client_idle_timeout > 0) {
+	if (p->client_idle_check) {
 		for (c = TAILQ_FIRST(&p->idle_clients); c; c = cn) {
 			cn = TAILQ_NEXT(c, link);
-			if (now - c->last_active > cfg->client_idle_timeout)
+			if (c->client_idle_timeout > 0 &&
+			    now - c->last_active > c->client_idle_timeout)
 				client_close(c, "57P05",
 				             "terminating connection due to idle-session timeout");
 		}

@@ -66,6 +66,8 @@ struct client {
 	bool wait_notified;   /* got the query_wait_notify NOTICE for this wait */
 	int64_t wait_start;   /* when it started waiting for a server */
 	int64_t last_active;
+	/* usec, 0 = off: its user's [users] client_idle_timeout, else the global one */
+	int64_t client_idle_timeout;
 	int n_negotiations;     /* SSLRequest/GSSENCRequest packets answered */
 	bool tls_direct;        /* its first bytes were a TLS ClientHello (PostgreSQL 17 direct
 	                         * TLS): ALPN "postgresql" is then required */

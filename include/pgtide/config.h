@@ -56,6 +56,7 @@ struct config_db {
 	int min_pool_size;        /* min_pool_size=, else -1 */
 	int reserve_pool;         /* reserve_pool=, else -1 */
 	int max_db_connections;   /* max_db_connections=, else -1 */
+	int64_t server_lifetime;  /* server_lifetime= (usec; 0 turns it off here), else -1 */
 	enum pool_mode pool_mode; /* pool_mode=, else POOL_MODE_UNSET */
 	char *connect_query;   /* connect_query=, run once on each new server connection, or NULL */
 	char *client_encoding; /* client_encoding=/datestyle=/timezone=: server connection defaults
@@ -65,12 +66,22 @@ struct config_db {
 	int line; /* line in the file, for messages */
 };
 
-/* One [users] entry. */
+/*
+ * One [users] entry. Each field overrides its [databases] and [pgtide] namesakes for the
+ * pools that log in as this user; client_idle_timeout applies to the clients that log in to
+ * pgtide under this name (as in PgBouncer). Times are microseconds; 0 turns a timeout off for
+ * the user.
+ */
 struct config_user {
 	char *name;
-	enum pool_mode pool_mode; /* else POOL_MODE_UNSET */
-	int max_user_connections; /* else -1 */
-	int pool_size;            /* else -1 */
+	enum pool_mode pool_mode;         /* else POOL_MODE_UNSET */
+	int max_user_connections;         /* else -1 */
+	int pool_size;                    /* else -1 */
+	int reserve_pool_size;            /* else -1 */
+	int64_t query_timeout;            /* else -1 */
+	int64_t idle_transaction_timeout; /* else -1 */
+	int64_t transaction_timeout;      /* else -1 */
+	int64_t client_idle_timeout;      /* else -1 */
 	int line;
 };
 

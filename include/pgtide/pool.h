@@ -26,13 +26,22 @@ struct pool {
 	char *user_name;  /* the server login user (the forced user= or the client's) */
 	bool forced_user; /* the [databases] entry sets user= */
 
-	/* Settings resolved from [databases], [users] and [pgtide] (refreshed on reload). */
+	/*
+	 * Settings resolved from [databases], [users] (the entry of user_name) and [pgtide],
+	 * refreshed on reload and SET. A [users] value wins over a [databases] one, which wins
+	 * over the global setting.
+	 */
 	enum pool_mode pool_mode;
 	int pool_size;
 	int min_pool_size;
 	int reserve_pool;
 	int max_db_connections;
 	int max_user_connections;
+	int64_t server_lifetime; /* usec, 0 = off; [databases] or global */
+	int64_t query_timeout;   /* usec, 0 = off; [users] or global, as the next two */
+	int64_t idle_transaction_timeout;
+	int64_t transaction_timeout;
+	bool client_idle_check; /* some client may have a client_idle_timeout: the janitor looks */
 	char *connect_query;
 	char **conn_keys; /* libpq keywords/values for PQconnectStartParams, NULL-ended */
 	char **conn_values;
@@ -113,8 +122,15 @@ void pool_server_connect_no_fd(struct pool *p, const char *message);
 /* Periodic work: idle timeouts, lifetimes, min_pool_size, wait timeouts. */
 void pool_janitor(struct pool *p, int64_t now);
 
-/* Re-reads the pool's settings from ctx->cfg after a reload. */
+/* Re-reads the pool's settings from ctx->cfg after a reload, its clients' too. */
 void pool_refresh(struct pool *p);
+
+/*
+ * Resolves what c itself takes from [users]: client_idle_timeout, by the name c logged in with
+ * (which differs from the pool's user where the database forces user=), as PgBouncer does.
+ * Called when c joins p and by pool_refresh.
+ */
+void pool_client_settings(struct pool *p, struct client *c);
 
 /* Drops the cached login set (the welcome parameters changed). */
 void pool_forget_login(struct pool *p);

@@ -165,6 +165,40 @@ def test_server_lifetime(pgtide, pg):
                what="the expired server to be closed")
 
 
+def test_database_server_lifetime(pgtide, pg):
+    """A [databases] server_lifetime overrides the global one for that database only (0: no
+    lifetime there); a reload changes it, and SHOW DATABASES follows."""
+    p = pgtide.start({"default_pool_size": 1, "server_lifetime": 1, "admin_users": "app"},
+                     databases={"app": f"host=127.0.0.1 port={pg.port} dbname=app "
+                                       f"server_lifetime=0"})
+    with p.connect() as a, p.connect(dbname="other") as o:
+        app_pid, other_pid = _pid(a), _pid(o)
+    h.wait_for(lambda: other_pid not in [b["pid"] for b in pg.backends()], 8,
+               what="other's server closed by the global server_lifetime=1")
+    time.sleep(1.0)  # app's server, idle for 2 s and more now, must still be there
+    assert app_pid in [b["pid"] for b in pg.backends(db="app")], "app's lifetime 0 ignored"
+    with p.connect() as a:
+        assert _pid(a) == app_pid
+    with h.AdminConsole(p) as adm:
+        lifetimes = {r["name"]: r["server_lifetime"] for r in adm.rows("SHOW DATABASES")}
+        assert lifetimes == {"app": 0, "other": 1}
+
+    mark = p.log_mark()
+    p.rewrite({"server_lifetime": 3600},
+              databases={"app": f"host=127.0.0.1 port={pg.port} dbname=app server_lifetime=1"})
+    p.reload()
+    p.wait_log("configuration reloaded", mark=mark)
+    h.wait_for(lambda: app_pid not in [b["pid"] for b in pg.backends()], 8,
+               what="app's server closed by its server_lifetime=1 after the reload")
+    with p.connect(dbname="other") as o:
+        other_pid = _pid(o)
+    time.sleep(2.0)
+    assert other_pid in [b["pid"] for b in pg.backends(db="other")], "global 3600 ignored"
+    with h.AdminConsole(p) as adm:
+        lifetimes = {r["name"]: r["server_lifetime"] for r in adm.rows("SHOW DATABASES")}
+        assert lifetimes == {"app": 1, "other": 3600}
+
+
 def test_waiting_client_that_leaves(pgtide):
     p = pgtide.start({"default_pool_size": 1})
     a = p.connect()

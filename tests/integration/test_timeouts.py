@@ -249,3 +249,184 @@ def test_reserve_pool(pgtide, pg):
         holder.execute("commit")
     finally:
         holder.close()
+
+
+# ---- per-user and per-database overrides ([users], [databases]) -------------------------------
+# A [users] value wins over the [databases] one, which wins over the global setting; 0 in an
+# override turns the timeout off for that user or database. Each test shows an override taking
+# effect for its user and not for another, and where it makes sense the other direction too.
+
+MD5 = {"user": "md5user", "password": "md5pw"}
+
+
+def _login_as(p, user, password, db="app"):
+    r = p.raw(timeout=10)
+    res = r.login(user, password, db)
+    assert res.ok, res
+    return r
+
+
+def _sleep_outcome(p, seconds, **who):
+    """Runs pg_sleep(seconds) as who: ('ok', took) or (sqlstate, took)."""
+    with connect(p, **who) as c:
+        t0 = time.monotonic()
+        try:
+            c.execute(f"select pg_sleep({seconds})")
+            return "ok", time.monotonic() - t0
+        except psycopg.Error as e:
+            return e.sqlstate, time.monotonic() - t0
+
+
+def test_user_query_timeout(pgtide):
+    """[users] query_timeout cancels that user's queries only; after a reload the global one
+    applies to the others while the user's 0 turns it off for that user."""
+    p = pgtide.start({**TX}, users={"md5user": "query_timeout=1"})
+    state, took = _sleep_outcome(p, 5, **MD5)
+    assert state == "57014", (state, took)
+    assert 0.9 <= took <= 2.5, f"the user's query_timeout=1 fired after {took:.2f}s"
+    assert _sleep_outcome(p, 1.8)[0] == "ok", "app has no query_timeout"
+
+    mark = p.log_mark()
+    p.rewrite({"query_timeout": 1}, users={"md5user": "query_timeout=0"})
+    p.reload()
+    p.wait_log("configuration reloaded", mark=mark)
+    state, took = _sleep_outcome(p, 5)
+    assert state == "57014" and 0.9 <= took <= 2.5, (state, took)
+    assert _sleep_outcome(p, 1.8, **MD5)[0] == "ok", "md5user's query_timeout=0 ignored"
+
+
+def test_user_idle_transaction_timeout(pgtide, pg):
+    """[users] idle_transaction_timeout closes that user's idle transaction, not another's."""
+    p = pgtide.start({**TX}, users={"app": "idle_transaction_timeout=1"})
+    other = connect(p, **MD5)
+    a = _login(p)
+    try:
+        other.execute("begin")
+        assert other.execute("select 'open'").fetchone() == ("open",)
+        assert a.query("begin; select 1").status == "T"
+        t0 = time.monotonic()
+        err, closed, t1 = _closed_with(a, 4)
+        assert closed, "app's idle transaction outlived its idle_transaction_timeout=1"
+        assert 0.9 <= t1 - t0 <= 2.5, f"closed after {t1 - t0:.2f}s"
+        if err is not None:
+            assert err.sqlstate == "25P03", err
+        time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))  # md5user idle in it 2s by now
+        assert other.execute("select 'still open'").fetchone() == ("still open",)
+        other.execute("commit")
+        h.wait_for(lambda: _no_open_transactions(pg), 5, what="app's transaction rolled back")
+    finally:
+        a.close()
+        other.close()
+
+
+def test_user_transaction_timeout(pgtide, table):
+    """A [users] transaction_timeout of 0 spares that user from the global one."""
+    t = table()
+    p = pgtide.start({**TX, "transaction_timeout": 1}, users={"app": "transaction_timeout=0"})
+    m = _login_as(p, "md5user", "md5pw")
+    try:
+        with connect(p) as c:
+            c.execute("begin")
+            assert m.query("begin; select 1").status == "T"
+            t0 = time.monotonic()
+            closer = h.Background(_closed_with, m, 4)
+            c.execute(f"insert into {t} values ('kept')")
+            while time.monotonic() - t0 < 2.2:  # busy for twice the global timeout
+                assert c.execute("select 1 from pg_sleep(0.2)").fetchone() == (1,)
+            c.execute("commit")
+            assert c.execute(f"select count(*) from {t}").fetchone() == (1,)
+        err, closed, t1 = closer.result(timeout=5)
+        assert closed, "md5user outlived the global transaction_timeout=1"
+        assert 0.9 <= t1 - t0 <= 2.5, f"closed after {t1 - t0:.2f}s"
+        if err is not None:
+            assert err.sqlstate == "25P04", err
+    finally:
+        m.close()
+
+
+def test_user_client_idle_timeout(pgtide, pg):
+    """[users] client_idle_timeout closes that user's idle clients, by the name the client
+    logged in with, also where the database logs in to PostgreSQL as another user."""
+    forced = f"host=127.0.0.1 port={pg.port} dbname=other user=app password=app"
+    p = pgtide.start({**TX}, databases={"forced": forced},
+                     users={"md5user": "client_idle_timeout=1"})
+    mine = _login_as(p, "md5user", "md5pw")
+    mine_forced = _login_as(p, "md5user", "md5pw", db="forced")
+    theirs = _login_as(p, "app", "app", db="forced")
+    try:
+        t0 = time.monotonic()
+        for r in (mine, mine_forced):
+            err, closed, t1 = _closed_with(r, 4)
+            assert closed, "an idle md5user client outlived its client_idle_timeout=1"
+            assert t1 - t0 <= 3.0, f"closed after {t1 - t0:.2f}s"
+            if err is not None:
+                assert err.sqlstate == "57P05", err
+        time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))
+        assert theirs.query("select 1").status == "I", "app (no client_idle_timeout) closed"
+    finally:
+        for r in (mine, mine_forced, theirs):
+            r.close()
+
+
+def test_user_client_idle_timeout_follows_reload(pgtide):
+    """A reload gives clients already logged in their user's new client_idle_timeout."""
+    p = pgtide.start({**TX, "client_idle_timeout": 1}, users={"md5user": "client_idle_timeout=0"})
+    mine = _login_as(p, "md5user", "md5pw")
+    app = _login(p)
+    try:
+        err, closed, _ = _closed_with(app, 4)
+        assert closed, "the global client_idle_timeout=1 did not close app"
+        assert mine.query("select 1").status == "I", "md5user's client_idle_timeout=0 ignored"
+        mark = p.log_mark()
+        p.rewrite({"client_idle_timeout": 0}, users={"md5user": "client_idle_timeout=1"})
+        p.reload()
+        p.wait_log("configuration reloaded", mark=mark)
+        err, closed, _ = _closed_with(mine, 4)
+        assert closed, "md5user's client_idle_timeout=1 from the reload did not apply"
+        if err is not None:
+            assert err.sqlstate == "57P05", err
+        with _login(p) as again:
+            time.sleep(1.6)
+            assert again.query("select 1").status == "I", "client_idle_timeout=0 ignored"
+    finally:
+        mine.close()
+        app.close()
+
+
+def _gets_reserve_server(p, user, password, db):
+    """With the pool's one server held in a transaction, does a second client of the pool get
+    a server (the reserve) within 2 s, four times reserve_pool_timeout?"""
+    holder = connect(p, user=user, password=password, dbname=db)
+    second = connect(p, user=user, password=password, dbname=db)
+    try:
+        holder.execute("begin")
+        pid = _pid(holder)
+        job = h.Background(_pid, second)
+        try:
+            h.wait_for(job.done, 2.0, what="a reserve server")
+            served = True
+        except AssertionError:
+            served = False
+        holder.execute("commit")
+        other_pid = job.result(timeout=5)
+        assert not served or other_pid != pid, "served by the held server"
+        return served
+    finally:
+        holder.close()
+        second.close()
+
+
+def test_user_reserve_pool_size(pgtide, pg):
+    """reserve_pool_size: [users] over [databases] (reserve_pool) over the global setting."""
+    userlist = [("app", "app"), ("md5user", "md5pw"),
+                ("secretuser", h.PG_PASSWORDS["secretuser"])]
+    p = pgtide.start({**TX, "default_pool_size": 1, "reserve_pool_timeout": 0.5},
+                     databases={"other": f"host=127.0.0.1 port={pg.port} dbname=other "
+                                         f"reserve_pool=1"},
+                     users={"md5user": "reserve_pool_size=1", "app": "reserve_pool_size=0"},
+                     userlist=userlist)
+    secret = h.PG_PASSWORDS["secretuser"]
+    assert _gets_reserve_server(p, "md5user", "md5pw", "app"), "user's 1 over the global 0"
+    assert not _gets_reserve_server(p, "app", "app", "other"), "user's 0 over the database's 1"
+    assert _gets_reserve_server(p, "secretuser", secret, "other"), "database's 1 over global 0"
+    assert not _gets_reserve_server(p, "secretuser", secret, "app"), "the global 0"

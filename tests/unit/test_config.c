@@ -467,6 +467,21 @@ static void test_errors(void)
 	        {"[users]\nbob = max_user_connections=-1\n", false, 2, "bob", "out of range"},
 	        {"[users]\nbob = pool_mode=sess\n", false, 2, "bob", "invalid pool_mode 'sess'"},
 	        {"[users]\nbob = pool_size\n", false, 2, "bob", "missing \"=\""},
+	        {"[users]\nbob = reserve_pool_size=-1\n", false, 2, "bob", "out of range"},
+	        {"[users]\nbob = query_timeout=abc\n", false, 2, "bob",
+	         "invalid time value 'abc' for query_timeout"},
+	        {"[users]\nbob = idle_transaction_timeout=-1\n", false, 2, "bob",
+	         "invalid time value '-1' for idle_transaction_timeout"},
+	        {"[users]\nbob = transaction_timeout=5s\n", false, 2, "bob",
+	         "invalid time value '5s' for transaction_timeout"},
+	        {"[users]\nbob = client_idle_timeout=\n", false, 2, "bob",
+	         "invalid time value '' for client_idle_timeout"},
+	        {"[users]\nbob = server_lifetime=5\n", false, 2, "bob",
+	         "unknown setting 'server_lifetime'"},
+	        {"[databases]\napp = server_lifetime=1.5.0\n", false, 2, "app",
+	         "invalid time value '1.5.0' for server_lifetime"},
+	        {"[databases]\napp = host=x query_timeout=5\n", true, 2, "app",
+	         "unknown connection keyword 'query_timeout'"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -519,8 +534,6 @@ static void test_warnings(void)
 	        {"[databases]\napp = host=a auth_user=pgb\n", 1, 2, "app",
 	         "auth_user is not implemented, ignored"},
 	        {"[users]\nbob = pool_size=1\nbob = pool_size=2\n", 1, 3, "bob", "defined again"},
-	        {"[users]\nbob = reserve_pool_size=2\n", 1, 2, "bob",
-	         "reserve_pool_size is not implemented, ignored"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -683,7 +696,8 @@ static void test_databases(void)
 	static const char text[] =
 	        "[databases]\n"
 	        "app = host=db1 port=5433 dbname=appdb pool_size=5 min_pool_size=1 "
-	        "reserve_pool=2 max_db_connections=50 pool_mode=transaction\n"
+	        "reserve_pool=2 max_db_connections=50 pool_mode=transaction server_lifetime=0.25\n"
+	        "nolife = host=db1 server_lifetime=0\n"
 	        "\"odd \"\"name\" = host=db2 application_name='my app' connect_query='SET x = 1' "
 	        "client_encoding=UTF8 datestyle=ISO timezone=UTC\n"
 	        "empty =\n"
@@ -700,6 +714,7 @@ static void test_databases(void)
 	        {"app", "app", "dbname", "appdb"},
 	        {"app", "app", "pool_size", NULL},
 	        {"app", "app", "pool_mode", NULL},
+	        {"app", "app", "server_lifetime", NULL},
 	        {"odd \"name", "odd \"name", "application_name", "my app"},
 	        {"odd \"name", "odd \"name", "connect_query", NULL},
 	        {"missing", "*", "host", "fallback"},
@@ -713,7 +728,7 @@ static void test_databases(void)
 	parse(&p, text, test_kw_ok);
 	CHECK(p.r == CONFIG_OK && p.n_w == 0, "databases parse (%s)",
 	      p.err.message ? p.err.message : "");
-	CHECK(p.cfg.n_dbs == 5, "5 databases, got %zu", p.cfg.n_dbs);
+	CHECK(p.cfg.n_dbs == 6, "6 databases, got %zu", p.cfg.n_dbs);
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
 		const char *v;
 
@@ -727,12 +742,16 @@ static void test_databases(void)
 
 	db = config_find_db(&p.cfg, "app");
 	CHECK(db && db->pool_size == 5 && db->min_pool_size == 1 && db->reserve_pool == 2 &&
-	              db->max_db_connections == 50 && db->pool_mode == POOL_MODE_TRANSACTION,
+	              db->max_db_connections == 50 && db->pool_mode == POOL_MODE_TRANSACTION &&
+	              db->server_lifetime == SEC / 4,
 	      "app's pgbouncer-only keys are pulled into fields");
 	CHECK(db && db->n_conn == 3 && strcmp(db->conn[0].key, "host") == 0 &&
 	              strcmp(db->conn[2].key, "dbname") == 0,
 	      "app keeps libpq keywords in file order");
 	CHECK(db && db->line == 2, "app remembers its line");
+	db = config_find_db(&p.cfg, "nolife");
+	CHECK(db && db->server_lifetime == 0 && db->n_conn == 1,
+	      "server_lifetime=0 is kept (it turns the lifetime off for the database)");
 	db = config_find_db(&p.cfg, "odd \"name");
 	CHECK(db && db->connect_query && strcmp(db->connect_query, "SET x = 1") == 0 &&
 	              strcmp(db->client_encoding, "UTF8") == 0 &&
@@ -740,7 +759,8 @@ static void test_databases(void)
 	      "quoted name with session defaults");
 	db = config_find_db(&p.cfg, "empty");
 	CHECK(db && db->n_conn == 0 && db->pool_size == -1 && db->reserve_pool == -1 &&
-	              db->pool_mode == POOL_MODE_UNSET && db->connect_query == NULL,
+	              db->server_lifetime == -1 && db->pool_mode == POOL_MODE_UNSET &&
+	              db->connect_query == NULL,
 	      "an empty entry is valid and inherits everything");
 	db = config_find_db(&p.cfg, "dup");
 	CHECK(db && db->n_conn == 1 && db->reserve_pool == 4,
@@ -766,31 +786,48 @@ static void test_users(void)
 		enum pool_mode mode;
 		int max_conn;
 		int pool_size;
+		int reserve;
+		int64_t query, idle_xact, xact, client_idle; /* usec, -1: not set */
 	} rows[] = {
-	        {"bob", true, POOL_MODE_TRANSACTION, 5, 3},
-	        {"alice", true, POOL_MODE_UNSET, -1, -1},
-	        {"carol", true, POOL_MODE_STATEMENT, -1, -1},
-	        {"Bob", false, POOL_MODE_UNSET, -1, -1},
-	        {"nobody", false, POOL_MODE_UNSET, -1, -1},
+	        {"bob", true, POOL_MODE_TRANSACTION, 5, 3, -1, -1, -1, -1, -1},
+	        {"alice", true, POOL_MODE_UNSET, -1, -1, -1, -1, -1, -1, -1},
+	        {"carol", true, POOL_MODE_STATEMENT, -1, -1, -1, -1, -1, -1, -1},
+	        {"dave", true, POOL_MODE_UNSET, -1, -1, 2, 30 * SEC, SEC / 2, 0, 3600 * SEC},
+	        {"erin", true, POOL_MODE_UNSET, -1, 0, 0, 0, 0, 0, 0},
+	        {"Bob", false, POOL_MODE_UNSET, -1, -1, -1, -1, -1, -1, -1},
+	        {"nobody", false, POOL_MODE_UNSET, -1, -1, -1, -1, -1, -1, -1},
 	};
 	struct parsed p = {0};
 
 	parse(&p,
 	      "[users]\nbob = pool_mode=transaction max_user_connections=5 pool_size=3\n"
-	      "alice =\ncarol = pool_mode='statement'\n",
+	      "alice =\ncarol = pool_mode='statement'\n"
+	      "dave = reserve_pool_size=2 query_timeout=30 idle_transaction_timeout=.5 "
+	      "transaction_timeout=0 client_idle_timeout=3600\n"
+	      "erin = pool_size=0 reserve_pool_size=0 query_timeout=0 idle_transaction_timeout=0 "
+	      "transaction_timeout=0.0 client_idle_timeout=0\n",
 	      NULL);
-	CHECK(p.r == CONFIG_OK && p.n_w == 0 && p.cfg.n_users == 3, "users parse (%s)",
+	CHECK(p.r == CONFIG_OK && p.n_w == 0 && p.cfg.n_users == 5, "users parse (%s)",
 	      p.err.message ? p.err.message : "");
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
 		const struct config_user *u = config_find_user(&p.cfg, rows[i].name);
 
 		CHECK((u != NULL) == rows[i].found, "user '%s' found=%d", rows[i].name,
 		      rows[i].found);
-		if (u)
+		if (u) {
 			CHECK(u->pool_mode == rows[i].mode &&
 			              u->max_user_connections == rows[i].max_conn &&
-			              u->pool_size == rows[i].pool_size,
-			      "user '%s' settings", rows[i].name);
+			              u->pool_size == rows[i].pool_size &&
+			              u->reserve_pool_size == rows[i].reserve,
+			      "user '%s' pool settings", rows[i].name);
+			CHECK(u->query_timeout == rows[i].query &&
+			              u->idle_transaction_timeout == rows[i].idle_xact &&
+			              u->transaction_timeout == rows[i].xact &&
+			              u->client_idle_timeout == rows[i].client_idle,
+			      "user '%s' timeouts: %lld %lld %lld %lld", rows[i].name,
+			      (long long)u->query_timeout, (long long)u->idle_transaction_timeout,
+			      (long long)u->transaction_timeout, (long long)u->client_idle_timeout);
+		}
 	}
 	parsed_free(&p);
 }
