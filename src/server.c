@@ -400,32 +400,39 @@ static bool resets_all_params(const char *q)
 }
 
 static void cancel_wait_cb(evutil_socket_t fd, short what, void *arg);
+static void start_reset(struct server *s);
 
 /*
- * The reset is over: the server goes back to the pool, but not while a cancel sent for it is
- * still on its way: arriving late, it would cancel the next client's statement instead (the
- * client it was meant for finished first). Waits in RESET, checking every 2 ms, at most
- * cancel_wait_timeout; then the server is closed instead.
+ * A cancel request sent for s and still on its way would cancel whatever s runs when it lands:
+ * pgtide's ROLLBACK or reset query (which then fails, and s is closed for it) or, back in the
+ * pool, the next client's statement. While one is, s waits in RESET (cancel_wait_cb checks
+ * every 2 ms) and this returns true; after cancel_wait_timeout s is closed instead (also true).
  */
+static bool wait_for_cancel(struct server *s)
+{
+	if (!s->cancel_ticket || cancel_ticket_done(s->cancel_ticket))
+		return false;
+	int64_t limit = s->ctx->cfg.cancel_wait_timeout > 0 ? s->ctx->cfg.cancel_wait_timeout
+	                                                    : 10 * 1000000;
+	if (pt_now() - s->cancel_sent_at > limit) {
+		server_close(s, "a cancel request for it did not complete");
+		return true;
+	}
+	if (s->state != SERVER_RESET)
+		server_set_state(s, SERVER_RESET); /* waits there (cancel_wait_cb) */
+	if (!s->cancel_wait_ev)
+		s->cancel_wait_ev = evtimer_new(s->ctx->base, cancel_wait_cb, s);
+	struct timeval tv = {0, 2000};
+	if (!s->cancel_wait_ev || evtimer_add(s->cancel_wait_ev, &tv) != 0)
+		server_close(s, "out of memory waiting for a cancel");
+	return true;
+}
+
+/* The reset is over: the server goes back to the pool once no cancel for it is on its way. */
 static void reset_done(struct server *s)
 {
-	if (s->cancel_ticket && !cancel_ticket_done(s->cancel_ticket)) {
-		int64_t limit = s->ctx->cfg.cancel_wait_timeout > 0
-		                        ? s->ctx->cfg.cancel_wait_timeout
-		                        : 10 * 1000000;
-		if (pt_now() - s->cancel_sent_at > limit) {
-			server_close(s, "a cancel request for it did not complete");
-			return;
-		}
-		if (s->state != SERVER_RESET)
-			server_set_state(s, SERVER_RESET); /* waits there (cancel_wait_cb) */
-		if (!s->cancel_wait_ev)
-			s->cancel_wait_ev = evtimer_new(s->ctx->base, cancel_wait_cb, s);
-		struct timeval tv = {0, 2000};
-		if (!s->cancel_wait_ev || evtimer_add(s->cancel_wait_ev, &tv) != 0)
-			server_close(s, "out of memory waiting for a cancel");
+	if (wait_for_cancel(s))
 		return;
-	}
 	cancel_ticket_release(s->cancel_ticket);
 	s->cancel_ticket = NULL;
 	server_set_state(s, SERVER_IDLE);
@@ -437,8 +444,17 @@ static void cancel_wait_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *s = arg;
 	(void)fd;
 	(void)what;
-	if (s->state == SERVER_RESET && s->internal_pending == 0)
+	if (s->state != SERVER_RESET || s->internal_pending != 0)
+		return;
+	if (!s->reset_deferred) {
 		reset_done(s);
+	} else if (!wait_for_cancel(s)) {
+		s->reset_deferred = false;
+		if (s->close_when_idle)
+			server_close(s, "marked for closing");
+		else
+			start_reset(s);
+	}
 }
 
 /* A query of the reset: the server is in RESET from the first one until their replies are in. */
@@ -454,6 +470,10 @@ static void reset_query(struct server *s, const char *q)
 static void start_reset(struct server *s)
 {
 	struct config *cfg = &s->ctx->cfg;
+	if (wait_for_cancel(s)) {
+		s->reset_deferred = s->state == SERVER_RESET; /* not if it was closed */
+		return;
+	}
 	if (s->txn_status != 'I')
 		reset_query(s, "ROLLBACK");
 	bool session = s->pool->pool_mode == POOL_MODE_SESSION;
@@ -579,9 +599,11 @@ void server_release(struct server *s, bool client_gone)
 		server_close(s, "marked for closing");
 		return;
 	}
+	int copy_failed = 0;
 	if (s->copy_in) {
 		/* CopyFail ends COPY FROM STDIN; the server answers ErrorResponse, ReadyForQuery.
 		 */
+		copy_failed = 1;
 		struct pbuf *b = &s->ctx->scratch;
 		pbuf_reset(b);
 		size_t off = proto_msg_begin(b, 'f');
@@ -613,8 +635,13 @@ void server_release(struct server *s, bool client_gone)
 	}
 	if (s->rfq_pending > 0 || s->internal_pending > 0) {
 		server_set_state(s, SERVER_DRAIN);
-		if (client_gone && s->rfq_pending > 0)
+		/* Cancel what still runs; a COPY the CopyFail ends runs no more (a cancel would
+		 * only race pgtide's ROLLBACK), unless more replies than its are awaited. */
+		if (client_gone && s->rfq_pending > copy_failed) {
+			SLOG(LOG_LEVEL_LOG, s,
+			     "client left with a statement running: cancelling it");
 			server_cancel_query(s);
+		}
 		int64_t t = s->ctx->cfg.cancel_wait_timeout;
 		if (t <= 0)
 			t = 10 * 1000000;
@@ -1395,8 +1422,9 @@ static void after_pump(struct server *s)
 		}
 		return;
 	case SERVER_RESET:
-		if (s->internal_pending > 0)
-			return;
+		if (s->internal_pending > 0 || s->reset_deferred)
+			return; /* a deferred reset has sent nothing yet: cancel_wait_cb starts it
+			         */
 		if (s->close_when_idle) {
 			server_close(s, "marked for closing");
 			return;

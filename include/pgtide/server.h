@@ -64,6 +64,7 @@ struct server {
 	char sync_sqlstate[6];   /* ... and what it said, for the client's FATAL */
 	char sync_message[256];
 	bool close_when_idle; /* config changed, lifetime over, ...: close instead of reuse */
+	bool reset_deferred;  /* in RESET waiting for a cancel to land before start_reset */
 	struct cancel_ticket *cancel_ticket; /* the last cancel sent for it (cancel.h) */
 	int64_t cancel_sent_at;
 	struct event *cancel_wait_ev; /* RESET: waiting for that cancel before going idle */

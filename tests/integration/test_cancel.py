@@ -148,6 +148,28 @@ def test_cancel_after_session_ends_cannot_hit_next_owner(pgtide, pg, pool_size):
 
 
 @pytest.mark.deadline(60)
+def test_late_cancel_of_a_vanished_client_never_hits_the_rollback(pgtide, pg):
+    """As below, inside a transaction: after the statement's reply pgtide rolls back. A cancel
+    still on its way would cancel that ROLLBACK, the reset would fail and the server be closed:
+    the ROLLBACK waits for the cancel to land. The one server serves every round."""
+    p = pgtide.start({"pool_mode": "transaction", "default_pool_size": 1})
+    with p.connect(autocommit=True) as b:
+        pid = b.execute("select pg_backend_pid()").fetchone()[0]
+        for _ in range(20):
+            a = p.raw()
+            assert a.login("app", "app", "app").ok
+            # a ROLLBACK with work to do (files to remove), so a cancel has time to land on it
+            assert a.query("begin; do $$ begin for i in 1..300 loop "
+                           "execute format('create temp table t%s ()', i); end loop; end $$"
+                           ).status == "T"
+            a.send(h.query_message("select 1"))
+            a.abort()  # gone inside its transaction, with a query in flight
+            assert b.execute("select pg_backend_pid(), 1").fetchone() == (pid, 1)
+            assert b.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert "reset query failed" not in p.log()
+    assert "cancelling it" in p.log()
+
+
 def test_late_cancel_of_a_vanished_client_never_hits_the_next_one(pgtide):
     """A client vanishes while its quick statement runs: pgtide cancels it (the backend would
     otherwise work on for nobody) and drains. The statement finishes before the cancel lands;
