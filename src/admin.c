@@ -20,6 +20,7 @@
 #include "pgtide/admin_int.h"
 #include "pgtide/cancel.h"
 #include "pgtide/client.h"
+#include "pgtide/climit.h"
 #include "pgtide/config.h"
 #include "pgtide/errmap.h"
 #include "pgtide/log.h"
@@ -641,7 +642,7 @@ static void database_row(const struct pt_ctx *ctx, const char *name, const struc
 	const char *user = config_db_conn_get(db, "user");
 	if (!host)
 		host = config_db_conn_get(db, "hostaddr");
-	rs_row(r, 14);
+	rs_row(r, 16);
 	rs_text(r, name);
 	rs_text(r, host);
 	rs_int(r, port && port[0] ? atoi(port) : 5432);
@@ -656,6 +657,8 @@ static void database_row(const struct pt_ctx *ctx, const char *name, const struc
 	rs_text(r, db->pool_mode != POOL_MODE_UNSET ? config_pool_mode_name(db->pool_mode) : NULL);
 	rs_int(r, db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections);
 	rs_int(r, db_server_count(ctx, name));
+	rs_int(r, config_db_client_limit(cfg, name));
+	rs_int(r, climit_current(&ctx->db_clients, name));
 	rs_int(r, pool_db_paused(ctx, name) ? 1 : 0);
 	rs_int(r, pool_db_disabled(ctx, name) ? 1 : 0);
 	rs_row_end(r);
@@ -676,11 +679,13 @@ static void show_databases(struct client *c, struct pbuf *b)
 	        {"pool_mode", ADMIN_TEXT},
 	        {"max_connections", ADMIN_INT4},
 	        {"current_connections", ADMIN_INT4},
+	        {"max_client_connections", ADMIN_INT4},
+	        {"current_client_connections", ADMIN_INT4},
 	        {"paused", ADMIN_INT4},
 	        {"disabled", ADMIN_INT4},
 	};
 	struct admin_rs r;
-	rs_begin(&r, b, cols, 14);
+	rs_begin(&r, b, cols, 16);
 	each_database(c->ctx, database_row, &r);
 	admin_put_command_complete(b, "SHOW");
 }
@@ -748,6 +753,8 @@ static void show_users(struct client *c, struct pbuf *b)
 	        {"pool_mode", ADMIN_TEXT},
 	        {"max_user_connections", ADMIN_INT4},
 	        {"current_connections", ADMIN_INT4},
+	        {"max_user_client_connections", ADMIN_INT4},
+	        {"current_client_connections", ADMIN_INT4},
 	};
 	const struct config *cfg = &c->ctx->cfg;
 	const char **names;
@@ -757,10 +764,10 @@ static void show_users(struct client *c, struct pbuf *b)
 		return;
 	}
 	struct admin_rs r;
-	rs_begin(&r, b, cols, 6);
+	rs_begin(&r, b, cols, 8);
 	for (int i = 0; i < n; i++) {
 		const struct config_user *u = config_find_user(cfg, names[i]);
-		rs_row(&r, 6);
+		rs_row(&r, 8);
 		rs_text(&r, names[i]);
 		rs_override(&r, u ? u->pool_size : -1);
 		rs_override(&r, u ? u->reserve_pool_size : -1);
@@ -770,6 +777,8 @@ static void show_users(struct client *c, struct pbuf *b)
 		rs_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections
 		                                             : cfg->max_user_connections);
 		rs_int(&r, user_server_count(c->ctx, names[i]));
+		rs_int(&r, config_user_client_limit(cfg, names[i]));
+		rs_int(&r, climit_current(&c->ctx->user_clients, names[i]));
 		rs_row_end(&r);
 	}
 	free(names);

@@ -284,6 +284,10 @@ void client_close(struct client *c, const char *sqlstate, const char *fmt, ...)
 		cancel_unregister(ctx->cancels, c->cancel_pid, c->cancel_key);
 		c->cancel_registered = false;
 	}
+	/* Every way out passes here: the slot is free for the next login at once. */
+	climit_release(&ctx->db_clients, c->db_count);
+	climit_release(&ctx->user_clients, c->user_count);
+	c->db_count = c->user_count = NULL;
 	client_set_state(c, CLIENT_CLOSED);
 	TAILQ_REMOVE(&ctx->clients, c, all_link);
 	TAILQ_INSERT_TAIL(&ctx->zombie_clients, c, all_link);
@@ -429,6 +433,49 @@ static void start_auth(struct client *c)
 	}
 }
 
+/*
+ * max_db_client_connections and max_user_client_connections, checked as soon as the startup
+ * packet names the database and the user, before authentication, as PgBouncer checks them and
+ * as max_client_conn is checked just before: a client of a full database or user is told so
+ * (53300) without being asked for a password, no password exchange (round trips, hashing) is
+ * spent on a login that would be refused anyway, and the slot it takes is held while it
+ * authenticates, as its max_client_conn slot is, at most client_login_timeout. The price: a
+ * client that does not know the password also holds a slot until it fails (PostgreSQL's own
+ * per-role and per-database limits count only after authentication).
+ *
+ * Admin console connections are neither counted nor refused here: the console is where an
+ * operator sees a database or a user at its limit (SHOW DATABASES, SHOW USERS) and acts on it
+ * (KILL_CLIENT), so a full one must not lock the operator out; max_client_conn still bounds
+ * them.
+ *
+ * The limits are read from the configuration in force at each login, so a reload or SET
+ * applies to new connections; clients already in stay, even above a lowered limit.
+ */
+static bool admit_client_limits(struct client *c)
+{
+	struct pt_ctx *ctx = c->ctx;
+	if (admin_is_console_db(c->database))
+		return true;
+	int db_limit = config_db_client_limit(&ctx->cfg, c->database);
+	int user_limit = config_user_client_limit(&ctx->cfg, c->user);
+	switch (climit_admit(&ctx->db_clients, &ctx->user_clients, c->database, db_limit, c->user,
+	                     user_limit, &c->db_count, &c->user_count)) {
+	case CLIMIT_OK:
+		return true;
+	case CLIMIT_DB_FULL:
+		client_close(c, "53300", "no more connections allowed (max_db_client_connections)");
+		return false;
+	case CLIMIT_USER_FULL:
+		client_close(c, "53300",
+		             "no more connections allowed (max_user_client_connections)");
+		return false;
+	case CLIMIT_OOM:
+		break;
+	}
+	client_close(c, "53200", "out of memory");
+	return false;
+}
+
 static void process_startup(struct client *c, struct proto_startup *st)
 {
 	struct pt_ctx *ctx = c->ctx;
@@ -489,6 +536,8 @@ static void process_startup(struct client *c, struct proto_startup *st)
 		client_close(c, "53300", "sorry, too many clients already");
 		return;
 	}
+	if (!admit_client_limits(c))
+		return;
 	start_auth(c);
 }
 

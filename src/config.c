@@ -94,6 +94,8 @@ static const struct config_setting config_settings[] = {
         S_TIME(reserve_pool_timeout, "5"),
         S_INT(max_db_connections, "0", 0, INT_MAX),
         S_INT(max_user_connections, "0", 0, INT_MAX),
+        S_INT(max_db_client_connections, "0", 0, INT_MAX),
+        S_INT(max_user_client_connections, "0", 0, INT_MAX),
         S_STRING(server_reset_query, "DISCARD ALL"),
         S_BOOL(server_reset_query_always, "0"),
         S_STRING(server_check_query, "select 1"),
@@ -195,8 +197,6 @@ static const char *const config_unimplemented_keys[] = {
         "syslog_facility",
         "unix_socket_group",
         "track_extra_parameters",
-        "max_db_client_connections",
-        "max_user_client_connections",
         "scram_iterations",
         NULL,
 };
@@ -257,6 +257,8 @@ static const struct config_opt config_db_opts[] = {
         {"reserve_pool_size", CONFIG_OPT_INT, offsetof(struct config_db, reserve_pool)},
         {"max_db_connections", CONFIG_OPT_INT, offsetof(struct config_db, max_db_connections)},
         {"server_lifetime", CONFIG_OPT_TIME, offsetof(struct config_db, server_lifetime)},
+        {"max_db_client_connections", CONFIG_OPT_INT,
+         offsetof(struct config_db, max_db_client_connections)},
         {"pool_mode", CONFIG_OPT_POOL_MODE, offsetof(struct config_db, pool_mode)},
         {"connect_query", CONFIG_OPT_STRING, offsetof(struct config_db, connect_query)},
         {"client_encoding", CONFIG_OPT_STRING, offsetof(struct config_db, client_encoding)},
@@ -270,13 +272,18 @@ static const struct config_opt config_db_opts[] = {
  * they must not reach the connection string.
  */
 static const char *const config_db_unimplemented[] = {
-        "auth_user", "auth_query", "auth_dbname", "max_db_client_connections", NULL,
+        "auth_user",
+        "auth_query",
+        "auth_dbname",
+        NULL,
 };
 
 static const struct config_opt config_user_opts[] = {
         {"pool_mode", CONFIG_OPT_POOL_MODE, offsetof(struct config_user, pool_mode)},
         {"max_user_connections", CONFIG_OPT_INT,
          offsetof(struct config_user, max_user_connections)},
+        {"max_user_client_connections", CONFIG_OPT_INT,
+         offsetof(struct config_user, max_user_client_connections)},
         {"pool_size", CONFIG_OPT_INT, offsetof(struct config_user, pool_size)},
         {"reserve_pool_size", CONFIG_OPT_INT, offsetof(struct config_user, reserve_pool_size)},
         {"query_timeout", CONFIG_OPT_TIME, offsetof(struct config_user, query_timeout)},
@@ -289,7 +296,6 @@ static const struct config_opt config_user_opts[] = {
 
 /* Newer PgBouncer [users] keys pgtide ignores (with a warning, like unimplemented settings). */
 static const char *const config_user_unimplemented[] = {
-        "max_user_client_connections",
         NULL,
 };
 
@@ -1081,6 +1087,7 @@ static void config_handle_db(struct config_parse_ctx *ctx, const char *name, con
 	        .reserve_pool = -1,
 	        .max_db_connections = -1,
 	        .server_lifetime = -1,
+	        .max_db_client_connections = -1,
 	        .pool_mode = POOL_MODE_UNSET,
 	        .line = line,
 	};
@@ -1169,6 +1176,7 @@ static void config_handle_user(struct config_parse_ctx *ctx, const char *name, c
 	struct config_user user = {
 	        .pool_mode = POOL_MODE_UNSET,
 	        .max_user_connections = -1,
+	        .max_user_client_connections = -1,
 	        .pool_size = -1,
 	        .reserve_pool_size = -1,
 	        .query_timeout = -1,
@@ -1204,6 +1212,7 @@ static void config_handle_user(struct config_parse_ctx *ctx, const char *name, c
 			        ctx, CONFIG_ERROR, file, line, name,
 			        "user '%s': unknown setting '%.100s' (use pool_mode, "
 			        "pool_size, reserve_pool_size, max_user_connections, "
+			        "max_user_client_connections, "
 			        "query_timeout, idle_transaction_timeout, transaction_timeout or "
 			        "client_idle_timeout)",
 			        name, kv[i].key);
@@ -1724,6 +1733,20 @@ const struct config_user *config_find_user(const struct config *cfg, const char 
 			return &cfg->users[i];
 	}
 	return NULL;
+}
+
+int config_db_client_limit(const struct config *cfg, const char *db)
+{
+	const struct config_db *d = config_find_db(cfg, db);
+	return d && d->max_db_client_connections >= 0 ? d->max_db_client_connections
+	                                              : cfg->max_db_client_connections;
+}
+
+int config_user_client_limit(const struct config *cfg, const char *user)
+{
+	const struct config_user *u = config_find_user(cfg, user);
+	return u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+	                                                : cfg->max_user_client_connections;
 }
 
 const char *config_db_conn_get(const struct config_db *db, const char *key)

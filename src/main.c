@@ -544,6 +544,8 @@ static void free_ctx(struct pt_ctx *ctx)
 	pbuf_free(&ctx->scratch);
 	pbuf_free(&ctx->scratch_json);
 	stats_errors_free(&ctx->errors);
+	climit_table_free(&ctx->db_clients);
+	climit_table_free(&ctx->user_clients);
 	prep_registry_free(&ctx->prep);
 	free(ctx->deferred_io);
 	free(ctx->kick_pools);

@@ -19,6 +19,7 @@ struct pool;
 struct server;
 struct auth_exchange;
 struct admin_wait;
+struct climit_count;
 
 /* Where a client lives, by state (client_set_state moves it between lists). */
 enum client_state {
@@ -53,6 +54,11 @@ struct client {
 	struct pset *params;       /* after login: what this client wants (shared, see params.h) */
 	struct pset *login_params; /* its set at login: what RESET / DISCARD ALL return to */
 	struct auth_exchange *auth;
+	/* Where it is counted against max_db_client_connections and max_user_client_connections
+	 * (ctx->db_clients, ctx->user_clients) from its startup packet until it closes; NULL for
+	 * the admin console and before the startup packet. */
+	struct climit_count *db_count;
+	struct climit_count *user_count;
 	bool admin;       /* connected to the admin console (admin.c); on ctx->admin_clients */
 	bool admin_write; /* ... as one of admin_users (stats_users may only SHOW) */
 	bool admin_skip;  /* ... an extended-protocol message was refused: skip until Sync */

@@ -52,12 +52,13 @@ struct config_db {
 	struct config_kv
 	        *conn; /* libpq keywords/values, in file order (host, port, dbname, user, ...) */
 	size_t n_conn;
-	int pool_size;            /* pool_size=, else -1 (use default_pool_size) */
-	int min_pool_size;        /* min_pool_size=, else -1 */
-	int reserve_pool;         /* reserve_pool=, else -1 */
-	int max_db_connections;   /* max_db_connections=, else -1 */
-	int64_t server_lifetime;  /* server_lifetime= (usec; 0 turns it off here), else -1 */
-	enum pool_mode pool_mode; /* pool_mode=, else POOL_MODE_UNSET */
+	int pool_size;                 /* pool_size=, else -1 (use default_pool_size) */
+	int min_pool_size;             /* min_pool_size=, else -1 */
+	int reserve_pool;              /* reserve_pool=, else -1 */
+	int max_db_connections;        /* max_db_connections=, else -1 */
+	int max_db_client_connections; /* max_db_client_connections=, else -1 */
+	int64_t server_lifetime;       /* server_lifetime= (usec; 0 turns it off here), else -1 */
+	enum pool_mode pool_mode;      /* pool_mode=, else POOL_MODE_UNSET */
 	char *connect_query;   /* connect_query=, run once on each new server connection, or NULL */
 	char *client_encoding; /* client_encoding=/datestyle=/timezone=: server connection defaults
 	                        */
@@ -76,6 +77,7 @@ struct config_user {
 	char *name;
 	enum pool_mode pool_mode;         /* else POOL_MODE_UNSET */
 	int max_user_connections;         /* else -1 */
+	int max_user_client_connections;  /* else -1 */
 	int pool_size;                    /* else -1 */
 	int reserve_pool_size;            /* else -1 */
 	int64_t query_timeout;            /* else -1 */
@@ -99,20 +101,22 @@ struct config {
 	int default_pool_size;    /* default 20 */
 	int min_pool_size;        /* default 0 */
 	int reserve_pool_size;    /* default 0 */
-	int64_t reserve_pool_timeout;   /* default 5 s */
-	int max_db_connections;         /* default 0 = unlimited */
-	int max_user_connections;       /* default 0 = unlimited */
-	char *server_reset_query;       /* default "DISCARD ALL" */
-	bool server_reset_query_always; /* run it in transaction mode too; default off */
-	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
-	int64_t server_check_delay;     /* default 30 s */
-	int64_t server_lifetime;        /* default 3600 s */
-	int64_t server_idle_timeout;    /* default 600 s */
-	int64_t server_connect_timeout; /* default 15 s */
-	int64_t server_login_retry;     /* default 15 s: wait this long after a failed connect */
-	int64_t client_login_timeout;   /* default 60 s */
-	int64_t query_timeout;          /* default 0 */
-	int64_t query_wait_timeout;     /* default 120 s */
+	int64_t reserve_pool_timeout;    /* default 5 s */
+	int max_db_connections;          /* default 0 = unlimited */
+	int max_user_connections;        /* default 0 = unlimited */
+	int max_db_client_connections;   /* default 0 = unlimited: clients per database name */
+	int max_user_client_connections; /* default 0 = unlimited: clients per user name */
+	char *server_reset_query;        /* default "DISCARD ALL" */
+	bool server_reset_query_always;  /* run it in transaction mode too; default off */
+	char *server_check_query;        /* default "select 1" (accepted for compatibility) */
+	int64_t server_check_delay;      /* default 30 s */
+	int64_t server_lifetime;         /* default 3600 s */
+	int64_t server_idle_timeout;     /* default 600 s */
+	int64_t server_connect_timeout;  /* default 15 s */
+	int64_t server_login_retry;      /* default 15 s: wait this long after a failed connect */
+	int64_t client_login_timeout;    /* default 60 s */
+	int64_t query_timeout;           /* default 0 */
+	int64_t query_wait_timeout;      /* default 120 s */
 	int64_t query_wait_notify;   /* default 5 s: NOTICE to a client waiting longer than this */
 	int64_t client_idle_timeout; /* default 0 */
 	int64_t idle_transaction_timeout; /* default 0 */
@@ -215,6 +219,12 @@ bool config_parse_kv_string(const char *s, struct config_kv **out, size_t *n_out
 const struct config_db *config_find_db(const struct config *cfg, const char *name);
 /* Finds the [users] entry, or NULL. */
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
+/*
+ * The client limits in force for a database name (its entry's max_db_client_connections, else
+ * the global one) and for a user name (its [users] entry's, else the global one); 0: none.
+ */
+int config_db_client_limit(const struct config *cfg, const char *db);
+int config_user_client_limit(const struct config *cfg, const char *user);
 /* Value of a connection keyword in db, or NULL. */
 const char *config_db_conn_get(const struct config_db *db, const char *key);
 /* Longest host part of a HOST:PORT setting. */

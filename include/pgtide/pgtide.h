@@ -10,6 +10,7 @@
 #include <sys/queue.h>
 
 #include "pgtide/auth.h"
+#include "pgtide/climit.h"
 #include "pgtide/config.h"
 #include "pgtide/io.h"
 #include "pgtide/params.h"
@@ -73,6 +74,8 @@ struct pt_ctx {
 	struct client_list
 	        login_clients; /* CLIENT_STARTUP and CLIENT_AUTH, for client_login_timeout */
 	uint32_t n_clients;    /* counted against max_client_conn */
+	struct climit_table db_clients; /* clients per database name (max_db_client_connections) */
+	struct climit_table user_clients; /* ... per user name (max_user_client_connections) */
 	struct client_list admin_clients; /* logged in to the admin console (CLIENT_IDLE) */
 	int n_admin_clients;
 	struct cancel_table *cancels;

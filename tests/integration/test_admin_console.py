@@ -35,12 +35,14 @@ DATABASE_COLUMNS = [
     ("name", TEXT), ("host", TEXT), ("port", INT4), ("database", TEXT), ("force_user", TEXT),
     ("pool_size", INT4), ("min_pool_size", INT4), ("reserve_pool", INT4),
     ("server_lifetime", INT4), ("pool_mode", TEXT), ("max_connections", INT4),
-    ("current_connections", INT4), ("paused", INT4), ("disabled", INT4),
+    ("current_connections", INT4), ("max_client_connections", INT4),
+    ("current_client_connections", INT4), ("paused", INT4), ("disabled", INT4),
 ]
 # pool_size and reserve_pool_size are text, as PgBouncer types them (NULL: not overridden)
 USER_COLUMNS = [("name", TEXT), ("pool_size", TEXT), ("reserve_pool_size", TEXT),
                 ("pool_mode", TEXT), ("max_user_connections", INT4),
-                ("current_connections", INT4)]
+                ("current_connections", INT4), ("max_user_client_connections", INT4),
+                ("current_client_connections", INT4)]
 CONFIG_COLUMNS = [("key", TEXT), ("value", TEXT), ("default", TEXT), ("changeable", TEXT)]
 LIST_COLUMNS = [("list", TEXT), ("items", INT4)]
 LIST_NAMES = ["databases", "users", "pools", "free_clients", "used_clients", "login_clients",
@@ -280,30 +282,36 @@ def test_show_databases_users_lists(pgtide, pg):
                         "database": "app", "force_user": None, "pool_size": 4,
                         "min_pool_size": 1, "reserve_pool": 0, "server_lifetime": 3600,
                         "pool_mode": None,
-                        "max_connections": 9, "current_connections": 2, "paused": 0,
-                        "disabled": 0},
+                        "max_connections": 9, "current_connections": 2,
+                        "max_client_connections": 0, "current_client_connections": 2,
+                        "paused": 0, "disabled": 0},
                 "other": {"name": "other", "host": "127.0.0.1", "port": pg.port,
                           "database": "other", "force_user": None, "pool_size": 4,
                           "min_pool_size": 1, "reserve_pool": 0, "server_lifetime": 3600,
                           "pool_mode": None,
-                          "max_connections": 9, "current_connections": 0, "paused": 0,
-                          "disabled": 0},
+                          "max_connections": 9, "current_connections": 0,
+                          "max_client_connections": 0, "current_client_connections": 0,
+                          "paused": 0, "disabled": 0},
                 "forced": {"name": "forced", "host": "127.0.0.1", "port": pg.port,
                            "database": "other", "force_user": "app", "pool_size": 2,
                            "min_pool_size": 1, "reserve_pool": 1, "server_lifetime": 120,
                            "pool_mode": "session",
-                           "max_connections": 9, "current_connections": 0, "paused": 0,
-                           "disabled": 0},
+                           "max_connections": 9, "current_connections": 0,
+                           "max_client_connections": 0, "current_client_connections": 0,
+                           "paused": 0, "disabled": 0},
             }
             assert [r["name"] for r in adm.rows("SHOW DATABASES")] == ["app", "other", "forced"]
             assert adm.rows("SHOW USERS") == [
                 {"name": "app", "pool_size": None, "reserve_pool_size": None,
-                 "pool_mode": None, "max_user_connections": 0, "current_connections": 2},
+                 "pool_mode": None, "max_user_connections": 0, "current_connections": 2,
+                 "max_user_client_connections": 0, "current_client_connections": 2},
                 {"name": "md5user", "pool_size": "3", "reserve_pool_size": "0",
                  "pool_mode": "statement", "max_user_connections": 7,
-                 "current_connections": 0},
+                 "current_connections": 0, "max_user_client_connections": 0,
+                 "current_client_connections": 0},
                 {"name": "trustuser", "pool_size": None, "reserve_pool_size": None,
-                 "pool_mode": None, "max_user_connections": 0, "current_connections": 0},
+                 "pool_mode": None, "max_user_connections": 0, "current_connections": 0,
+                 "max_user_client_connections": 0, "current_client_connections": 0},
             ]
             clients = adm.rows("SHOW CLIENTS")
             lists = adm.rows("SHOW LISTS")

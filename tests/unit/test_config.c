@@ -134,6 +134,8 @@ static void test_defaults(void)
 	        {"reserve_pool_timeout", "5"},
 	        {"max_db_connections", "0"},
 	        {"max_user_connections", "0"},
+	        {"max_db_client_connections", "0"},
+	        {"max_user_client_connections", "0"},
 	        {"server_reset_query", "DISCARD ALL"},
 	        {"server_reset_query_always", "0"},
 	        {"server_check_query", "select 1"},
@@ -465,6 +467,18 @@ static void test_errors(void)
 	        {"[users]\nbob = pool_mode=transaction bogus=1\n", false, 2, "bob",
 	         "unknown setting 'bogus'"},
 	        {"[users]\nbob = max_user_connections=-1\n", false, 2, "bob", "out of range"},
+	        {"[users]\nbob = max_user_client_connections=-1\n", false, 2, "bob",
+	         "out of range"},
+	        {"[users]\nbob = max_user_client_connections=many\n", false, 2, "bob",
+	         "invalid integer value 'many' for max_user_client_connections"},
+	        {"[databases]\napp = max_db_client_connections=-3\n", false, 2, "app",
+	         "out of range"},
+	        {"[databases]\napp = max_db_client_connections=2x\n", false, 2, "app",
+	         "invalid integer value '2x' for max_db_client_connections"},
+	        {"[pgtide]\nmax_db_client_connections = -1\n", false, 2,
+	         "max_db_client_connections", "out of range"},
+	        {"[pgtide]\nmax_user_client_connections = lots\n", false, 2,
+	         "max_user_client_connections", "invalid integer value"},
 	        {"[users]\nbob = pool_mode=sess\n", false, 2, "bob", "invalid pool_mode 'sess'"},
 	        {"[users]\nbob = pool_size\n", false, 2, "bob", "missing \"=\""},
 	        {"[users]\nbob = reserve_pool_size=-1\n", false, 2, "bob", "out of range"},
@@ -829,6 +843,98 @@ static void test_users(void)
 			      (long long)u->transaction_timeout, (long long)u->client_idle_timeout);
 		}
 	}
+	parsed_free(&p);
+}
+
+/*
+ * max_db_client_connections and max_user_client_connections: global, per [databases] entry
+ * ("*" included) and per [users] entry, parsed as limits and resolved as a login sees them. No
+ * "not implemented" warning any more.
+ */
+static void test_client_limits(void)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+		const char *db;
+		const char *user;
+		int db_limit;
+		int user_limit;
+	} rows[] = {
+	        {"nothing set: unlimited", "[databases]\napp = host=x\n", "app", "bob", 0, 0},
+	        {"global values",
+	         "[pgtide]\nmax_db_client_connections = 7\n"
+	         "max_user_client_connections = 4\n[databases]\napp = host=x\n",
+	         "app", "bob", 7, 4},
+	        {"per database over global",
+	         "[pgbouncer]\nmax_db_client_connections = 7\n[databases]\n"
+	         "app = host=x max_db_client_connections=2\nother = host=x\n",
+	         "app", "bob", 2, 0},
+	        {"another database keeps the global one",
+	         "[pgbouncer]\nmax_db_client_connections = 7\n[databases]\n"
+	         "app = host=x max_db_client_connections=2\nother = host=x\n",
+	         "other", "bob", 7, 0},
+	        {"0 per database lifts a global limit",
+	         "[pgtide]\nmax_db_client_connections = 7\n[databases]\n"
+	         "app = max_db_client_connections=0\n",
+	         "app", "bob", 0, 0},
+	        {"the * entry's value for names it serves",
+	         "[databases]\napp = host=x\n* = host=y max_db_client_connections=3\n", "zzz",
+	         "bob", 3, 0},
+	        {"a named entry is not the * entry's",
+	         "[databases]\napp = host=x\n* = host=y max_db_client_connections=3\n", "app",
+	         "bob", 0, 0},
+	        {"unknown database: the global value",
+	         "[pgtide]\nmax_db_client_connections = 5\n[databases]\napp = host=x\n", "nope",
+	         "bob", 5, 0},
+	        {"per user over global",
+	         "[pgtide]\nmax_user_client_connections = 9\n[users]\n"
+	         "bob = max_user_client_connections=1 pool_mode=session\n",
+	         "app", "bob", 0, 1},
+	        {"a user without the key keeps the global one",
+	         "[pgtide]\nmax_user_client_connections = 9\n[users]\n"
+	         "bob = max_user_client_connections=1\nalice = pool_size=2\n",
+	         "app", "alice", 0, 9},
+	        {"0 per user lifts a global limit",
+	         "[pgtide]\nmax_user_client_connections = 9\n[users]\n"
+	         "bob = max_user_client_connections=0\n",
+	         "app", "bob", 0, 0},
+	        {"user names are exact", "[users]\nbob = max_user_client_connections=1\n", "app",
+	         "Bob", 0, 0},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+		struct parsed p = {0};
+
+		parse(&p, rows[i].text, test_kw_ok);
+		CHECK(p.r == CONFIG_OK, "%s: parses (%s)", rows[i].name,
+		      p.err.message ? p.err.message : "");
+		CHECK(p.n_w == 0, "%s: no warning (%s)", rows[i].name, p.n_w ? p.w[0].message : "");
+		int dl = config_db_client_limit(&p.cfg, rows[i].db);
+		int ul = config_user_client_limit(&p.cfg, rows[i].user);
+		CHECK(dl == rows[i].db_limit, "%s: database '%s' limit %d, want %d", rows[i].name,
+		      rows[i].db, dl, rows[i].db_limit);
+		CHECK(ul == rows[i].user_limit, "%s: user '%s' limit %d, want %d", rows[i].name,
+		      rows[i].user, ul, rows[i].user_limit);
+		parsed_free(&p);
+	}
+
+	/* The keys stay out of the connection string and land in their fields. */
+	struct parsed p = {0};
+	parse(&p,
+	      "[databases]\napp = host=x max_db_client_connections=4 dbname=y\nplain = host=z\n"
+	      "[users]\nbob = max_user_client_connections=6\ncarol = pool_size=1\n",
+	      test_kw_ok);
+	const struct config_db *db = config_find_db(&p.cfg, "app");
+	CHECK(db && db->max_db_client_connections == 4 && db->n_conn == 2 &&
+	              config_db_conn_get(db, "max_db_client_connections") == NULL,
+	      "max_db_client_connections= is pgtide's, not libpq's");
+	db = config_find_db(&p.cfg, "plain");
+	CHECK(db && db->max_db_client_connections == -1, "an entry without it inherits (-1)");
+	const struct config_user *u = config_find_user(&p.cfg, "bob");
+	CHECK(u && u->max_user_client_connections == 6, "bob's max_user_client_connections");
+	u = config_find_user(&p.cfg, "carol");
+	CHECK(u && u->max_user_client_connections == -1, "carol inherits (-1)");
 	parsed_free(&p);
 }
 
@@ -1248,6 +1354,10 @@ static void test_set(void)
 	        {"default_pool_size", "x", CONFIG_SET_INVALID, "default_pool_size", NULL,
 	         "invalid integer"},
 	        {"max_client_conn", "500", CONFIG_SET_OK, "max_client_conn", "500", NULL},
+	        {"max_db_client_connections", "3", CONFIG_SET_OK, "max_db_client_connections", "3",
+	         NULL},
+	        {"max_user_client_connections", "-1", CONFIG_SET_INVALID,
+	         "max_user_client_connections", NULL, "out of range"},
 	        {"log_connections", "off", CONFIG_SET_OK, "log_connections", "0", NULL},
 	        {"log_connections", "maybe", CONFIG_SET_INVALID, "log_connections", NULL,
 	         "invalid boolean"},
@@ -1394,6 +1504,7 @@ int main(void)
 	test_kv_string();
 	test_databases();
 	test_users();
+	test_client_limits();
 	test_error_kind_field();
 	test_limits();
 	test_list_contains();
