@@ -94,6 +94,7 @@ static const struct config_setting config_settings[] = {
         S_TIME(reserve_pool_timeout, "5"),
         S_INT(max_db_connections, "0", 0, INT_MAX),
         S_INT(max_user_connections, "0", 0, INT_MAX),
+        S_BOOL(server_round_robin, "0"),
         S_STRING(server_reset_query, "DISCARD ALL"),
         S_BOOL(server_reset_query_always, "0"),
         S_STRING(server_check_query, "select 1"),
@@ -167,7 +168,6 @@ static const char *const config_fixed_settings[] = {
  * still start, so they warn instead of failing.
  */
 static const char *const config_unimplemented_keys[] = {
-        "server_round_robin",
         "disable_pqexec",
         "dns_max_ttl",
         "dns_nxdomain_ttl",

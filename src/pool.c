@@ -557,6 +557,18 @@ void pool_server_connect_no_fd(struct pool *p, const char *message)
 
 /* ---- handing out servers ---- */
 
+/*
+ * The idle server to hand out next. The idle list runs from the most recently used to the one
+ * idle longest. server_round_robin off (PgBouncer's default) takes the first, so a few servers
+ * do the work and the rest time out (server_idle_timeout); on takes the last, so each server
+ * gets its turn, spreading load over the hosts behind a round-robin address.
+ */
+static struct server *idle_next(struct pool *p)
+{
+	return p->ctx->cfg.server_round_robin ? TAILQ_LAST(&p->idle, server_list)
+	                                      : TAILQ_FIRST(&p->idle);
+}
+
 static void link_client(struct pool *p, struct client *c, struct server *s)
 {
 	if (c->state == CLIENT_WAITING) /* SHOW STATS wait_time, added when the wait ends */
@@ -567,7 +579,7 @@ static void link_client(struct pool *p, struct client *c, struct server *s)
 
 bool pool_acquire(struct pool *p, struct client *c)
 {
-	struct server *s = TAILQ_FIRST(&p->idle);
+	struct server *s = idle_next(p);
 	if (s && TAILQ_EMPTY(&p->waiting_clients) && !p->paused) {
 		link_client(p, c, s);
 		return true;
@@ -614,8 +626,7 @@ static void pool_do_kick(struct pool *p)
 		return;
 	}
 	trim_idle(p);
-	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL &&
-	       (s = TAILQ_FIRST(&p->idle)) != NULL) {
+	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL && (s = idle_next(p)) != NULL) {
 		link_client(p, c, s);
 		if (s->state == SERVER_ACTIVE)
 			client_server_ready(c);

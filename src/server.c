@@ -100,7 +100,8 @@ void server_set_state(struct server *s, enum server_state st)
 	}
 	struct server_list *nl = list_of(s, st, &count);
 	if (nl) {
-		/* Idle servers: most recently used first, so the warmest one is reused. */
+		/* Idle servers: most recently used first; pool.c hands out the first (the
+		 * warmest) or, under server_round_robin, the last. */
 		if (st == SERVER_IDLE)
 			TAILQ_INSERT_HEAD(nl, s, link);
 		else

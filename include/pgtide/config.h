@@ -88,10 +88,12 @@ struct config {
 	int default_pool_size;    /* default 20 */
 	int min_pool_size;        /* default 0 */
 	int reserve_pool_size;    /* default 0 */
-	int64_t reserve_pool_timeout;   /* default 5 s */
-	int max_db_connections;         /* default 0 = unlimited */
-	int max_user_connections;       /* default 0 = unlimited */
-	char *server_reset_query;       /* default "DISCARD ALL" */
+	int64_t reserve_pool_timeout; /* default 5 s */
+	int max_db_connections;       /* default 0 = unlimited */
+	int max_user_connections;     /* default 0 = unlimited */
+	bool server_round_robin;  /* off (default): reuse the most recently used idle server (LIFO);
+	                           * on: the one idle longest (FIFO), spreading load */
+	char *server_reset_query; /* default "DISCARD ALL" */
 	bool server_reset_query_always; /* run it in transaction mode too; default off */
 	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
 	int64_t server_check_delay;     /* default 30 s */

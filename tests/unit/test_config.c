@@ -134,6 +134,7 @@ static void test_defaults(void)
 	        {"reserve_pool_timeout", "5"},
 	        {"max_db_connections", "0"},
 	        {"max_user_connections", "0"},
+	        {"server_round_robin", "0"},
 	        {"server_reset_query", "DISCARD ALL"},
 	        {"server_reset_query_always", "0"},
 	        {"server_check_query", "select 1"},
@@ -217,6 +218,7 @@ static void test_defaults(void)
 	CHECK(cfg.log_connections && cfg.log_disconnections && cfg.log_pooler_errors,
 	      "log_* default on");
 	CHECK(cfg.tcp_keepalive && !cfg.syslog, "tcp_keepalive on, syslog off");
+	CHECK(!cfg.server_round_robin, "server_round_robin off: idle servers reused LIFO");
 	CHECK(cfg.n_dbs == 0 && cfg.n_users == 0 && cfg.path == NULL, "no dbs, users or path");
 
 	/* An empty file is the defaults. */
@@ -287,6 +289,7 @@ static void test_values_ok(void)
 	        {"metrics_listen =", "metrics_listen", ""},
 	        {"stats_period = 1", "stats_period", "1"},
 	        {"log_stats = off", "log_stats", "0"},
+	        {"server_round_robin = 1", "server_round_robin", "1"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -390,6 +393,8 @@ static void test_errors(void)
 	        {"[pgtide]\npkt_buf = 511\n", false, 2, "pkt_buf", "out of range"},
 	        {"[pgtide]\nmax_client_conn = -1\n", false, 2, "max_client_conn", "out of range"},
 	        {"[pgtide]\ntcp_keepidle = -5\n", false, 2, "tcp_keepidle", "out of range"},
+	        {"[pgtide]\nserver_round_robin = maybe\n", false, 2, "server_round_robin",
+	         "invalid boolean"},
 	        {"[pgtide]\nunix_socket_mode = 0778\n", false, 2, "unix_socket_mode",
 	         "invalid octal mode value '0778'"},
 	        {"[pgtide]\nunix_socket_mode = rwx\n", false, 2, "unix_socket_mode",
@@ -499,8 +504,6 @@ static void test_warnings(void)
 		const char *key;
 		const char *msg;
 	} rows[] = {
-	        {"[pgtide]\nserver_round_robin = 1\n", 1, 2, "server_round_robin",
-	         "not implemented, ignored"},
 	        {"[pgtide]\nauth_hba_file = hba.conf\n", 1, 2, "auth_hba_file",
 	         "not implemented, ignored"},
 	        {"[pgbouncer]\nclient_tls_ecdhcurve = auto\n", 1, 2, "client_tls_ecdhcurve",
@@ -1231,7 +1234,8 @@ static void test_set(void)
 	         "invalid pin_session_state"},
 	        {"client_tls_sslmode", "require", CONFIG_SET_OK, "client_tls_sslmode", "require",
 	         NULL},
-	        {"server_round_robin", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"server_round_robin", "1", CONFIG_SET_OK, "server_round_robin", "1", NULL},
+	        {"dns_max_ttl", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
 
