@@ -86,6 +86,7 @@ static const struct config_setting config_settings[] = {
         S_MODE(unix_socket_mode, "0777", 0777),
         S_AUTH_TYPE(auth_type, "md5"),
         S_STRING(auth_file, ""),
+        S_INT(scram_iterations, "4096", 1, INT_MAX),
         S_POOL_MODE(pool_mode, "session"),
         S_INT(max_client_conn, "100", 0, INT_MAX),
         S_INT(default_pool_size, "20", 1, INT_MAX),
@@ -197,7 +198,6 @@ static const char *const config_unimplemented_keys[] = {
         "track_extra_parameters",
         "max_db_client_connections",
         "max_user_client_connections",
-        "scram_iterations",
         NULL,
 };
 

@@ -83,6 +83,7 @@ struct config {
 	int unix_socket_mode;     /* default 0777 */
 	enum auth_type auth_type; /* default md5 */
 	char *auth_file;          /* userlist.txt path; relative paths are relative to the ini */
+	int scram_iterations;     /* default 4096: PBKDF2 rounds of verifiers pgtide computes */
 	enum pool_mode pool_mode; /* default session */
 	int max_client_conn;      /* default 100 */
 	int default_pool_size;    /* default 20 */

@@ -126,6 +126,7 @@ static void test_defaults(void)
 	        {"unix_socket_mode", "0777"},
 	        {"auth_type", "md5"},
 	        {"auth_file", ""},
+	        {"scram_iterations", "4096"},
 	        {"pool_mode", "session"},
 	        {"max_client_conn", "100"},
 	        {"default_pool_size", "20"},
@@ -219,6 +220,7 @@ static void test_defaults(void)
 	      "log_* default on");
 	CHECK(cfg.tcp_keepalive && !cfg.syslog, "tcp_keepalive on, syslog off");
 	CHECK(!cfg.server_round_robin, "server_round_robin off: idle servers reused LIFO");
+	CHECK(cfg.scram_iterations == 4096, "scram_iterations field");
 	CHECK(cfg.n_dbs == 0 && cfg.n_users == 0 && cfg.path == NULL, "no dbs, users or path");
 
 	/* An empty file is the defaults. */
@@ -290,6 +292,8 @@ static void test_values_ok(void)
 	        {"stats_period = 1", "stats_period", "1"},
 	        {"log_stats = off", "log_stats", "0"},
 	        {"server_round_robin = 1", "server_round_robin", "1"},
+	        {"scram_iterations = 1", "scram_iterations", "1"},
+	        {"scram_iterations = 100000", "scram_iterations", "100000"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -393,6 +397,8 @@ static void test_errors(void)
 	        {"[pgtide]\npkt_buf = 511\n", false, 2, "pkt_buf", "out of range"},
 	        {"[pgtide]\nmax_client_conn = -1\n", false, 2, "max_client_conn", "out of range"},
 	        {"[pgtide]\ntcp_keepidle = -5\n", false, 2, "tcp_keepidle", "out of range"},
+	        {"[pgtide]\nscram_iterations = 0\n", false, 2, "scram_iterations",
+	         "value '0' out of range (1..2147483647)"},
 	        {"[pgtide]\nserver_round_robin = maybe\n", false, 2, "server_round_robin",
 	         "invalid boolean"},
 	        {"[pgtide]\nunix_socket_mode = 0778\n", false, 2, "unix_socket_mode",
@@ -1235,6 +1241,9 @@ static void test_set(void)
 	        {"client_tls_sslmode", "require", CONFIG_SET_OK, "client_tls_sslmode", "require",
 	         NULL},
 	        {"server_round_robin", "1", CONFIG_SET_OK, "server_round_robin", "1", NULL},
+	        {"scram_iterations", "8192", CONFIG_SET_OK, "scram_iterations", "8192", NULL},
+	        {"scram_iterations", "0", CONFIG_SET_INVALID, "scram_iterations", NULL,
+	         "out of range"},
 	        {"dns_max_ttl", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
