@@ -10,6 +10,7 @@
 #include "pgtide/admin_int.h"
 #include "pgtide/client.h"
 #include "pgtide/config.h"
+#include "pgtide/listener.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
@@ -594,6 +595,8 @@ static void apply_setting(struct pt_ctx *ctx, const char *name)
 	}
 	if (strncmp(name, "client_tls_", 11) == 0)
 		pt_reload_tls(ctx);
+	if (strcmp(name, "tcp_defer_accept") == 0)
+		listener_tune_all(ctx);
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	{

@@ -131,6 +131,10 @@ static const struct config_setting config_settings[] = {
         S_INT(tcp_keepidle, "0", 0, INT_MAX),
         S_INT(tcp_keepintvl, "0", 0, INT_MAX),
         S_INT(tcp_keepcnt, "0", 0, INT_MAX),
+        S_INT(tcp_user_timeout, "0", 0, INT_MAX),
+        S_INT(tcp_socket_buffer, "0", 0, INT_MAX),
+        S_INT(tcp_defer_accept, "1", 0, INT_MAX),
+        S_BOOL(so_reuseport, "0"),
         S_INT(max_prepared_statements, "200", 0, INT_MAX),
         S_STRING_CHECK(error_kind_field, "K", config_check_error_kind_field),
         S_STRING_CHECK(log_error_kinds, "log", config_check_log_level),
@@ -159,9 +163,8 @@ static const struct config_setting config_settings[] = {
  * are used, as PgBouncer's reloadable settings are.
  */
 static const char *const config_fixed_settings[] = {
-        "listen_addr",     "listen_port",      "listen_backlog",
-        "unix_socket_dir", "unix_socket_mode", "pidfile",
-        "pkt_buf",         "metrics_listen",   NULL,
+        "listen_addr", "listen_port", "listen_backlog", "unix_socket_dir", "unix_socket_mode",
+        "pidfile",     "pkt_buf",     "metrics_listen", "so_reuseport",    NULL,
 };
 
 /*
@@ -177,10 +180,6 @@ static const char *const config_unimplemented_keys[] = {
         "autodb_idle_timeout",
         "suspend_timeout",
         "sbuf_loopcnt",
-        "so_reuseport",
-        "tcp_defer_accept",
-        "tcp_socket_buffer",
-        "tcp_user_timeout",
         "auth_hba_file",
         "auth_ident_file",
         "auth_ldap_options",

@@ -128,6 +128,10 @@ struct config {
 	char *application_name_add_host; /* accepted for compatibility */
 	bool tcp_keepalive;              /* default on */
 	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt; /* 0 = OS default */
+	int tcp_user_timeout;  /* TCP_USER_TIMEOUT in ms on client and server sockets; 0 = OS's */
+	int tcp_socket_buffer; /* SO_SNDBUF and SO_RCVBUF in bytes, same sockets; 0 = kernel's */
+	int tcp_defer_accept;  /* TCP_DEFER_ACCEPT seconds on TCP listeners; default 1, 0 = off */
+	bool so_reuseport;     /* SO_REUSEPORT on TCP listeners: processes share a port */
 	int max_prepared_statements; /* default 200 (used by the prepared-statement module) */
 	char *error_kind_field;      /* default "K"; "" turns the extra error field off */
 	char *log_error_kinds;   /* level of the line logged per classified error: off, debug, log

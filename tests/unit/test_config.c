@@ -171,6 +171,10 @@ static void test_defaults(void)
 	        {"tcp_keepidle", "0"},
 	        {"tcp_keepintvl", "0"},
 	        {"tcp_keepcnt", "0"},
+	        {"tcp_user_timeout", "0"},
+	        {"tcp_socket_buffer", "0"},
+	        {"tcp_defer_accept", "1"},
+	        {"so_reuseport", "0"},
 	        {"max_prepared_statements", "200"},
 	        {"error_kind_field", "K"},
 	        {"log_error_kinds", "log"},
@@ -221,6 +225,8 @@ static void test_defaults(void)
 	CHECK(cfg.tcp_keepalive && !cfg.syslog, "tcp_keepalive on, syslog off");
 	CHECK(!cfg.server_round_robin, "server_round_robin off: idle servers reused LIFO");
 	CHECK(cfg.scram_iterations == 4096, "scram_iterations field");
+	CHECK(cfg.tcp_defer_accept == 1 && !cfg.so_reuseport,
+	      "tcp_defer_accept 1, so_reuseport off");
 	CHECK(cfg.n_dbs == 0 && cfg.n_users == 0 && cfg.path == NULL, "no dbs, users or path");
 
 	/* An empty file is the defaults. */
@@ -294,6 +300,11 @@ static void test_values_ok(void)
 	        {"server_round_robin = 1", "server_round_robin", "1"},
 	        {"scram_iterations = 1", "scram_iterations", "1"},
 	        {"scram_iterations = 100000", "scram_iterations", "100000"},
+	        {"so_reuseport = on", "so_reuseport", "1"},
+	        {"tcp_defer_accept = 0", "tcp_defer_accept", "0"},
+	        {"tcp_defer_accept = 45", "tcp_defer_accept", "45"},
+	        {"tcp_socket_buffer = 65536", "tcp_socket_buffer", "65536"},
+	        {"tcp_user_timeout = 30000", "tcp_user_timeout", "30000"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -399,6 +410,11 @@ static void test_errors(void)
 	        {"[pgtide]\ntcp_keepidle = -5\n", false, 2, "tcp_keepidle", "out of range"},
 	        {"[pgtide]\nscram_iterations = 0\n", false, 2, "scram_iterations",
 	         "value '0' out of range (1..2147483647)"},
+	        {"[pgtide]\ntcp_user_timeout = -1\n", false, 2, "tcp_user_timeout", "out of range"},
+	        {"[pgtide]\ntcp_socket_buffer = 1k\n", false, 2, "tcp_socket_buffer",
+	         "invalid integer value '1k'"},
+	        {"[pgtide]\ntcp_defer_accept = -1\n", false, 2, "tcp_defer_accept", "out of range"},
+	        {"[pgtide]\nso_reuseport = 2\n", false, 2, "so_reuseport", "invalid boolean"},
 	        {"[pgtide]\nserver_round_robin = maybe\n", false, 2, "server_round_robin",
 	         "invalid boolean"},
 	        {"[pgtide]\nunix_socket_mode = 0778\n", false, 2, "unix_socket_mode",
@@ -1195,7 +1211,9 @@ static void test_setting_view(void)
 	config_each_setting_view(&cfg, view_cb, &w);
 	free(dump_config(&cfg, &n));
 	CHECK(w.count == n, "view walks %d settings, config_each_setting %d", w.count, n);
-	CHECK(w.fixed == 8, "%d settings are fixed at start, expected 8", w.fixed);
+	CHECK(w.fixed == 9, "%d settings are fixed at start, expected 9", w.fixed);
+	CHECK(!config_setting_changeable("so_reuseport"), "so_reuseport is fixed (listeners)");
+	CHECK(config_setting_changeable("tcp_defer_accept"), "tcp_defer_accept is applied live");
 	CHECK(!config_setting_changeable("listen_port"), "listen_port is fixed");
 	CHECK(!config_setting_changeable("nosuchkey"), "an unknown key is not changeable");
 	CHECK(config_setting_changeable("DEFAULT_POOL_SIZE"), "keys match case-insensitively");
@@ -1244,6 +1262,9 @@ static void test_set(void)
 	        {"scram_iterations", "8192", CONFIG_SET_OK, "scram_iterations", "8192", NULL},
 	        {"scram_iterations", "0", CONFIG_SET_INVALID, "scram_iterations", NULL,
 	         "out of range"},
+	        {"tcp_defer_accept", "0", CONFIG_SET_OK, "tcp_defer_accept", "0", NULL},
+	        {"tcp_user_timeout", "5000", CONFIG_SET_OK, "tcp_user_timeout", "5000", NULL},
+	        {"so_reuseport", "1", CONFIG_SET_FIXED, "so_reuseport", NULL, NULL},
 	        {"dns_max_ttl", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
