@@ -593,7 +593,7 @@ static void apply_setting(struct pt_ctx *ctx, const char *name)
 		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 			log_error("could not reopen logfile %s", ctx->cfg.logfile);
 	}
-	if (strncmp(name, "client_tls_", 11) == 0)
+	if (strncmp(name, "client_tls", 10) == 0) /* client_tls_* and client_tls13_ciphers */
 		pt_reload_tls(ctx);
 	if (strcmp(name, "tcp_defer_accept") == 0)
 		listener_tune_all(ctx);

@@ -76,6 +76,7 @@ static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
 static bool config_check_metrics_listen(const char *value, char *why, size_t why_len);
 static bool config_check_sslmode(const char *value, char *why, size_t why_len);
 static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
+static bool config_check_dheparams(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -148,6 +149,9 @@ static const struct config_setting config_settings[] = {
         S_STRING(client_tls_ca_file, ""),
         S_STRING_CHECK(client_tls_protocols, "secure", config_check_tls_protocols),
         S_STRING(client_tls_ciphers, "fast"),
+        S_STRING(client_tls13_ciphers, ""),
+        S_STRING(client_tls_ecdhcurve, "auto"),
+        S_STRING_CHECK(client_tls_dheparams, "auto", config_check_dheparams),
         S_STRING_CHECK(server_tls_sslmode, "disable", config_check_sslmode),
         S_STRING(server_tls_ca_file, ""),
         S_STRING(server_tls_key_file, ""),
@@ -201,12 +205,13 @@ static const char *const config_unimplemented_keys[] = {
 };
 
 /*
- * PgBouncer TLS settings pgtide does not act on: OpenSSL's defaults apply (key exchange groups,
- * TLS 1.3 cipher suites), and libpq, which opens server connections, has no cipher setting.
+ * PgBouncer TLS settings pgtide does not act on: libpq, which opens server connections, has no
+ * cipher setting, so OpenSSL's defaults apply there.
  */
 static const char *const config_unimplemented_tls_keys[] = {
-        "client_tls13_ciphers", "client_tls_ecdhcurve", "client_tls_dheparams",
-        "server_tls_ciphers",   "server_tls13_ciphers", NULL,
+        "server_tls_ciphers",
+        "server_tls13_ciphers",
+        NULL,
 };
 
 struct config_name {
@@ -697,6 +702,34 @@ static bool config_check_sslmode(const char *value, char *why, size_t why_len)
 	         "invalid sslmode '%.100s' (use disable, allow, prefer, require, verify-ca "
 	         "or "
 	         "verify-full)",
+	         value);
+	return false;
+}
+
+static const struct config_name config_dheparams_names[] = {
+        {"none", CONFIG_DHE_NONE},
+        {"auto", CONFIG_DHE_AUTO},
+        {"legacy", CONFIG_DHE_LEGACY},
+        {NULL, 0},
+};
+
+bool config_dheparams_parse(const char *value, enum config_dheparams *out)
+{
+	int v;
+
+	if (!value || !config_lookup(config_dheparams_names, value, &v))
+		return false;
+	*out = (enum config_dheparams)v;
+	return true;
+}
+
+static bool config_check_dheparams(const char *value, char *why, size_t why_len)
+{
+	enum config_dheparams d;
+
+	if (config_dheparams_parse(value, &d))
+		return true;
+	snprintf(why, why_len, "invalid client_tls_dheparams '%.100s' (use none, auto or legacy)",
 	         value);
 	return false;
 }
@@ -1251,7 +1284,8 @@ static void config_handle_setting(struct config_parse_ctx *ctx, const char *key,
 		}
 	} else if (config_in_list(config_unimplemented_tls_keys, key, true)) {
 		config_warn(ctx, file, line, key,
-		            "not implemented, ignored (OpenSSL's or libpq's defaults apply)");
+		            "not implemented, ignored (libpq has no cipher setting: OpenSSL's "
+		            "defaults apply)");
 	} else if (config_in_list(config_unimplemented_keys, key, true)) {
 		config_warn(ctx, file, line, key, "not implemented, ignored");
 	} else {

@@ -34,6 +34,14 @@ enum config_sslmode {
 	CONFIG_SSLMODE_VERIFY_FULL, /* client side: same as verify-ca (as in PgBouncer) */
 };
 
+/* client_tls_dheparams: which finite-field Diffie-Hellman groups TLS 1.2 DHE suites may use. */
+enum config_dheparams {
+	CONFIG_DHE_NONE = 0, /* no DHE suites (OpenSSL offers none without parameters) */
+	CONFIG_DHE_AUTO,     /* a group as strong as the certificate's key (default) */
+	CONFIG_DHE_LEGACY,   /* the weakest group the OpenSSL security level allows (1024-bit at
+	                      * level 1) */
+};
+
 /* TLS protocol versions, as bits of a client_tls_protocols / server_tls_protocols mask. */
 #define CONFIG_TLS_V1_0 0x1u
 #define CONFIG_TLS_V1_1 0x2u
@@ -148,6 +156,10 @@ struct config {
 	char *client_tls_ca_file;   /* CA that signs client certificates (verify-ca/-full) */
 	char *client_tls_protocols; /* "secure" (default: TLS 1.2 and 1.3), "all", "tlsv1.2", ... */
 	char *client_tls_ciphers;   /* OpenSSL cipher list or a shortcut (default "fast") */
+	char *client_tls13_ciphers; /* TLS 1.3 suites, OpenSSL syntax; "" = OpenSSL's (default) */
+	char *client_tls_ecdhcurve; /* key exchange groups; "auto" (default) or "none" = OpenSSL's
+	                             */
+	char *client_tls_dheparams; /* none, auto (default), legacy: see enum config_dheparams */
 	char *server_tls_sslmode;   /* libpq sslmode for server connections (default disable) */
 	char *server_tls_ca_file;   /* libpq sslrootcert */
 	char *server_tls_key_file;  /* libpq sslkey */
@@ -228,6 +240,9 @@ bool config_list_contains(const char *list, const char *name);
 /* Parses an sslmode name (disable ... verify-full). False if it is not one. */
 bool config_sslmode_parse(const char *value, enum config_sslmode *out);
 const char *config_sslmode_name(enum config_sslmode m);
+
+/* Parses client_tls_dheparams (none, auto, legacy, any case). False if it is not one. */
+bool config_dheparams_parse(const char *value, enum config_dheparams *out);
 
 /*
  * Parses a TLS protocol list in PgBouncer's syntax into CONFIG_TLS_V* bits: tlsv1.0, tlsv1.1,

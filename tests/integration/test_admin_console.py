@@ -349,6 +349,7 @@ def test_show_config(pgtide):
                                 "metrics_listen", "so_reuseport"])
         assert cfg["server_round_robin"] == ("0", "0", "yes")
         assert cfg["tcp_defer_accept"] == ("1", "1", "yes")
+        assert cfg["client_tls_dheparams"] == ("auto", "auto", "yes")
 
 
 def test_show_help_lists_every_command(pgtide):

@@ -188,6 +188,9 @@ static void test_defaults(void)
 	        {"client_tls_ca_file", ""},
 	        {"client_tls_protocols", "secure"},
 	        {"client_tls_ciphers", "fast"},
+	        {"client_tls13_ciphers", ""},
+	        {"client_tls_ecdhcurve", "auto"},
+	        {"client_tls_dheparams", "auto"},
 	        {"server_tls_sslmode", "disable"},
 	        {"server_tls_ca_file", ""},
 	        {"server_tls_key_file", ""},
@@ -305,6 +308,12 @@ static void test_values_ok(void)
 	        {"tcp_defer_accept = 45", "tcp_defer_accept", "45"},
 	        {"tcp_socket_buffer = 65536", "tcp_socket_buffer", "65536"},
 	        {"tcp_user_timeout = 30000", "tcp_user_timeout", "30000"},
+	        {"client_tls13_ciphers = TLS_AES_256_GCM_SHA384", "client_tls13_ciphers",
+	         "TLS_AES_256_GCM_SHA384"},
+	        {"client_tls_ecdhcurve = secp384r1", "client_tls_ecdhcurve", "secp384r1"},
+	        {"client_tls_ecdhcurve = none", "client_tls_ecdhcurve", "none"},
+	        {"client_tls_dheparams = none", "client_tls_dheparams", "none"},
+	        {"client_tls_dheparams = Legacy", "client_tls_dheparams", "Legacy"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -417,6 +426,8 @@ static void test_errors(void)
 	        {"[pgtide]\nso_reuseport = 2\n", false, 2, "so_reuseport", "invalid boolean"},
 	        {"[pgtide]\nserver_round_robin = maybe\n", false, 2, "server_round_robin",
 	         "invalid boolean"},
+	        {"[pgtide]\nclient_tls_dheparams = 2048\n", false, 2, "client_tls_dheparams",
+	         "invalid client_tls_dheparams '2048' (use none, auto or legacy)"},
 	        {"[pgtide]\nunix_socket_mode = 0778\n", false, 2, "unix_socket_mode",
 	         "invalid octal mode value '0778'"},
 	        {"[pgtide]\nunix_socket_mode = rwx\n", false, 2, "unix_socket_mode",
@@ -528,12 +539,10 @@ static void test_warnings(void)
 	} rows[] = {
 	        {"[pgtide]\nauth_hba_file = hba.conf\n", 1, 2, "auth_hba_file",
 	         "not implemented, ignored"},
-	        {"[pgbouncer]\nclient_tls_ecdhcurve = auto\n", 1, 2, "client_tls_ecdhcurve",
-	         "not implemented, ignored"},
 	        {"[pgtide]\nserver_tls13_ciphers = x\n", 1, 2, "server_tls13_ciphers",
 	         "not implemented, ignored"},
 	        {"[pgtide]\nserver_tls_ciphers = fast\n", 1, 2, "server_tls_ciphers",
-	         "libpq's defaults apply"},
+	         "libpq has no cipher setting"},
 	        {"[pgtide]\nno_such_key = 1\n", 1, 2, "no_such_key", "unknown key, ignored"},
 	        {"[pgtide]\n\ndns_max_ttl = 15\nfoo = 1\nlisten_port = 7000\n", 2, 3, "dns_max_ttl",
 	         "not implemented, ignored"},
@@ -982,7 +991,11 @@ static void test_round_trip(void)
 	         "extra_float_digits,options\napplication_name_add_host = yes\n"
 	         "tcp_keepalive = no\ntcp_keepidle = 60\ntcp_keepintvl = 10\ntcp_keepcnt = 4\n"
 	         "max_prepared_statements = 0\nerror_kind_field =\n"
-	         "metrics_listen = 127.0.0.1:9127\nstats_period = 15\nlog_stats = off\n"},
+	         "metrics_listen = 127.0.0.1:9127\nstats_period = 15\nlog_stats = off\n"
+	         "scram_iterations = 10000\nserver_round_robin = 1\ntcp_user_timeout = 9000\n"
+	         "tcp_socket_buffer = 262144\ntcp_defer_accept = 0\nso_reuseport = 1\n"
+	         "client_tls13_ciphers = TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256\n"
+	         "client_tls_ecdhcurve = X25519:P-256\nclient_tls_dheparams = none\n"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -1265,6 +1278,11 @@ static void test_set(void)
 	        {"tcp_defer_accept", "0", CONFIG_SET_OK, "tcp_defer_accept", "0", NULL},
 	        {"tcp_user_timeout", "5000", CONFIG_SET_OK, "tcp_user_timeout", "5000", NULL},
 	        {"so_reuseport", "1", CONFIG_SET_FIXED, "so_reuseport", NULL, NULL},
+	        {"client_tls_dheparams", "legacy", CONFIG_SET_OK, "client_tls_dheparams", "legacy",
+	         NULL},
+	        {"client_tls_dheparams", "ffdhe2048", CONFIG_SET_INVALID, "client_tls_dheparams",
+	         NULL, "use none, auto or legacy"},
+	        {"server_tls13_ciphers", "x", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"dns_max_ttl", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
@@ -1359,6 +1377,28 @@ static void test_tls_settings(void)
 		CHECK(ok == modes[i].ok && (!ok || m == modes[i].mode), "sslmode '%s'",
 		      modes[i].value);
 	}
+
+	static const struct {
+		const char *value;
+		bool ok;
+		enum config_dheparams dh;
+	} dhes[] = {
+	        {"none", true, CONFIG_DHE_NONE},
+	        {"auto", true, CONFIG_DHE_AUTO},
+	        {"AUTO", true, CONFIG_DHE_AUTO},
+	        {"legacy", true, CONFIG_DHE_LEGACY},
+	        {"", false, 0},
+	        {"2048", false, 0},
+	        {"auto,legacy", false, 0},
+	        {"/etc/ssl/dh.pem", false, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(dhes); i++) {
+		enum config_dheparams d = CONFIG_DHE_NONE;
+		bool ok = config_dheparams_parse(dhes[i].value, &d);
+		CHECK(ok == dhes[i].ok && (!ok || d == dhes[i].dh), "dheparams '%s'",
+		      dhes[i].value);
+	}
+	CHECK(!config_dheparams_parse(NULL, NULL), "dheparams NULL is refused");
 
 	/* TLS settings and a [databases] sslmode are accepted as written. */
 	struct parsed p = {0};
