@@ -10,6 +10,7 @@
 #include "pgtide/admin_int.h"
 #include "pgtide/client.h"
 #include "pgtide/config.h"
+#include "pgtide/listener.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 #include "pgtide/pool.h"
@@ -592,8 +593,10 @@ static void apply_setting(struct pt_ctx *ctx, const char *name)
 		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 			log_error("could not reopen logfile %s", ctx->cfg.logfile);
 	}
-	if (strncmp(name, "client_tls_", 11) == 0)
+	if (strncmp(name, "client_tls", 10) == 0) /* client_tls_* and client_tls13_ciphers */
 		pt_reload_tls(ctx);
+	if (strcmp(name, "tcp_defer_accept") == 0)
+		listener_tune_all(ctx);
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	{

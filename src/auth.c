@@ -407,34 +407,35 @@ static bool auth_copy_user(struct auth_exchange *ex, const struct auth_user *u)
  * as PostgreSQL's scram_init() does, so the client cannot tell why.
  */
 static enum auth_status auth_start_scram(struct auth_exchange *ex, const struct auth_user *u,
-                                         struct pbuf *out)
+                                         int iterations, struct pbuf *out)
 {
 	bool mock = !ex->usable || ex->kind == AUTH_SECRET_MD5;
 
 	if (!mock && ex->kind == AUTH_SECRET_PLAIN) {
 		/*
-		 * A plain secret needs a verifier: PBKDF2 with 4,096 iterations, milliseconds of
-		 * CPU on the event loop. PgBouncer makes a fresh one per login; pgtide makes one
-		 * per user per user file load and keeps it, as PostgreSQL keeps its stored verifier
-		 * (the server nonce stays fresh per login, so nothing can be replayed).
+		 * A plain secret needs a verifier: PBKDF2 with scram_iterations rounds (4,096 by
+		 * default), milliseconds of CPU on the event loop. PgBouncer makes a fresh one per
+		 * login; pgtide makes one per user per user file load and keeps it, as PostgreSQL
+		 * keeps its stored verifier (the server nonce stays fresh per login, so nothing can
+		 * be replayed), and makes it again when scram_iterations changes.
 		 */
 		struct scram_secret *kept = u ? u->scram_of_plain : NULL;
-		if (kept && kept->iterations > 0) {
+		if (kept && kept->iterations == iterations) {
 			ex->scram = *kept;
 		} else {
 			uint8_t salt[SCRAM_SALT_LEN];
 			if (!rnd_bytes(salt, sizeof(salt)))
 				return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
 				                 "could not generate random salt");
-			if (!scram_secret_from_password(ex->secret, salt, sizeof(salt),
-			                                SCRAM_DEFAULT_ITERATIONS, &ex->scram))
+			if (!scram_secret_from_password(ex->secret, salt, sizeof(salt), iterations,
+			                                &ex->scram))
 				return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
 				                 "could not compute SCRAM secret");
 			if (kept)
 				*kept = ex->scram;
 		}
 	}
-	scram_server_init(&ex->scram_st, mock ? NULL : &ex->scram, mock, ex->user);
+	scram_server_init(&ex->scram_st, mock ? NULL : &ex->scram, mock, ex->user, iterations);
 	ex->scram_started = true;
 	proto_build_auth(out, AUTH_REQ_SASL, auth_sasl_mechanisms, sizeof(auth_sasl_mechanisms));
 	ex->phase = AUTH_PHASE_SASL_INIT;
@@ -442,7 +443,7 @@ static enum auth_status auth_start_scram(struct auth_exchange *ex, const struct 
 }
 
 enum auth_status auth_start(struct auth_exchange **exp, enum auth_type type, const char *user,
-                            const struct auth_user *u, struct pbuf *out)
+                            const struct auth_user *u, int scram_iterations, struct pbuf *out)
 {
 	struct auth_exchange *ex = calloc(1, sizeof(*ex));
 
@@ -473,7 +474,7 @@ enum auth_status auth_start(struct auth_exchange **exp, enum auth_type type, con
 	case AUTH_TYPE_MD5:
 		/* As PgBouncer: a SCRAM verifier cannot answer an md5 challenge, so use SCRAM. */
 		if (ex->usable && ex->kind == AUTH_SECRET_SCRAM)
-			return auth_start_scram(ex, u, out);
+			return auth_start_scram(ex, u, scram_iterations, out);
 		if (!rnd_bytes(ex->md5_salt, sizeof(ex->md5_salt)))
 			return auth_fail(ex, AUTH_SQLSTATE_INTERNAL,
 			                 "could not generate random MD5 salt");
@@ -481,7 +482,7 @@ enum auth_status auth_start(struct auth_exchange **exp, enum auth_type type, con
 		ex->phase = AUTH_PHASE_MD5;
 		return AUTH_CONTINUE;
 	case AUTH_TYPE_SCRAM:
-		return auth_start_scram(ex, u, out);
+		return auth_start_scram(ex, u, scram_iterations, out);
 	}
 	return auth_fail(ex, AUTH_SQLSTATE_INTERNAL, "unsupported authentication type %d",
 	                 (int)type);

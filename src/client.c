@@ -417,7 +417,8 @@ static void start_auth(struct client *c)
 	const struct auth_user *u = auth_userlist_find(&ctx->users, c->user);
 	struct pbuf *b = &ctx->scratch;
 	pbuf_reset(b);
-	enum auth_status st = auth_start(&c->auth, ctx->cfg.auth_type, c->user, u, b);
+	enum auth_status st =
+	        auth_start(&c->auth, ctx->cfg.auth_type, c->user, u, ctx->cfg.scram_iterations, b);
 	if (b->len)
 		send_scratch(c);
 	switch (st) {

@@ -76,6 +76,7 @@ static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
 static bool config_check_metrics_listen(const char *value, char *why, size_t why_len);
 static bool config_check_sslmode(const char *value, char *why, size_t why_len);
 static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
+static bool config_check_dheparams(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -86,6 +87,7 @@ static const struct config_setting config_settings[] = {
         S_MODE(unix_socket_mode, "0777", 0777),
         S_AUTH_TYPE(auth_type, "md5"),
         S_STRING(auth_file, ""),
+        S_INT(scram_iterations, "4096", 1, INT_MAX),
         S_POOL_MODE(pool_mode, "session"),
         S_INT(max_client_conn, "100", 0, INT_MAX),
         S_INT(default_pool_size, "20", 1, INT_MAX),
@@ -96,6 +98,7 @@ static const struct config_setting config_settings[] = {
         S_INT(max_user_connections, "0", 0, INT_MAX),
         S_INT(max_db_client_connections, "0", 0, INT_MAX),
         S_INT(max_user_client_connections, "0", 0, INT_MAX),
+        S_BOOL(server_round_robin, "0"),
         S_STRING(server_reset_query, "DISCARD ALL"),
         S_BOOL(server_reset_query_always, "0"),
         S_STRING(server_check_query, "select 1"),
@@ -131,6 +134,10 @@ static const struct config_setting config_settings[] = {
         S_INT(tcp_keepidle, "0", 0, INT_MAX),
         S_INT(tcp_keepintvl, "0", 0, INT_MAX),
         S_INT(tcp_keepcnt, "0", 0, INT_MAX),
+        S_INT(tcp_user_timeout, "0", 0, INT_MAX),
+        S_INT(tcp_socket_buffer, "0", 0, INT_MAX),
+        S_INT(tcp_defer_accept, "1", 0, INT_MAX),
+        S_BOOL(so_reuseport, "0"),
         S_INT(max_prepared_statements, "200", 0, INT_MAX),
         S_STRING_CHECK(error_kind_field, "K", config_check_error_kind_field),
         S_STRING_CHECK(log_error_kinds, "log", config_check_log_level),
@@ -144,6 +151,9 @@ static const struct config_setting config_settings[] = {
         S_STRING(client_tls_ca_file, ""),
         S_STRING_CHECK(client_tls_protocols, "secure", config_check_tls_protocols),
         S_STRING(client_tls_ciphers, "fast"),
+        S_STRING(client_tls13_ciphers, ""),
+        S_STRING(client_tls_ecdhcurve, "auto"),
+        S_STRING_CHECK(client_tls_dheparams, "auto", config_check_dheparams),
         S_STRING_CHECK(server_tls_sslmode, "disable", config_check_sslmode),
         S_STRING(server_tls_ca_file, ""),
         S_STRING(server_tls_key_file, ""),
@@ -159,9 +169,8 @@ static const struct config_setting config_settings[] = {
  * are used, as PgBouncer's reloadable settings are.
  */
 static const char *const config_fixed_settings[] = {
-        "listen_addr",     "listen_port",      "listen_backlog",
-        "unix_socket_dir", "unix_socket_mode", "pidfile",
-        "pkt_buf",         "metrics_listen",   NULL,
+        "listen_addr", "listen_port", "listen_backlog", "unix_socket_dir", "unix_socket_mode",
+        "pidfile",     "pkt_buf",     "metrics_listen", "so_reuseport",    NULL,
 };
 
 /*
@@ -169,7 +178,6 @@ static const char *const config_fixed_settings[] = {
  * still start, so they warn instead of failing.
  */
 static const char *const config_unimplemented_keys[] = {
-        "server_round_robin",
         "disable_pqexec",
         "dns_max_ttl",
         "dns_nxdomain_ttl",
@@ -178,10 +186,6 @@ static const char *const config_unimplemented_keys[] = {
         "autodb_idle_timeout",
         "suspend_timeout",
         "sbuf_loopcnt",
-        "so_reuseport",
-        "tcp_defer_accept",
-        "tcp_socket_buffer",
-        "tcp_user_timeout",
         "auth_hba_file",
         "auth_ident_file",
         "auth_ldap_options",
@@ -197,17 +201,17 @@ static const char *const config_unimplemented_keys[] = {
         "syslog_facility",
         "unix_socket_group",
         "track_extra_parameters",
-        "scram_iterations",
         NULL,
 };
 
 /*
- * PgBouncer TLS settings pgtide does not act on: OpenSSL's defaults apply (key exchange groups,
- * TLS 1.3 cipher suites), and libpq, which opens server connections, has no cipher setting.
+ * PgBouncer TLS settings pgtide does not act on: libpq, which opens server connections, has no
+ * cipher setting, so OpenSSL's defaults apply there.
  */
 static const char *const config_unimplemented_tls_keys[] = {
-        "client_tls13_ciphers", "client_tls_ecdhcurve", "client_tls_dheparams",
-        "server_tls_ciphers",   "server_tls13_ciphers", NULL,
+        "server_tls_ciphers",
+        "server_tls13_ciphers",
+        NULL,
 };
 
 struct config_name {
@@ -706,6 +710,34 @@ static bool config_check_sslmode(const char *value, char *why, size_t why_len)
 	         "invalid sslmode '%.100s' (use disable, allow, prefer, require, verify-ca "
 	         "or "
 	         "verify-full)",
+	         value);
+	return false;
+}
+
+static const struct config_name config_dheparams_names[] = {
+        {"none", CONFIG_DHE_NONE},
+        {"auto", CONFIG_DHE_AUTO},
+        {"legacy", CONFIG_DHE_LEGACY},
+        {NULL, 0},
+};
+
+bool config_dheparams_parse(const char *value, enum config_dheparams *out)
+{
+	int v;
+
+	if (!value || !config_lookup(config_dheparams_names, value, &v))
+		return false;
+	*out = (enum config_dheparams)v;
+	return true;
+}
+
+static bool config_check_dheparams(const char *value, char *why, size_t why_len)
+{
+	enum config_dheparams d;
+
+	if (config_dheparams_parse(value, &d))
+		return true;
+	snprintf(why, why_len, "invalid client_tls_dheparams '%.100s' (use none, auto or legacy)",
 	         value);
 	return false;
 }
@@ -1281,7 +1313,8 @@ static void config_handle_setting(struct config_parse_ctx *ctx, const char *key,
 		}
 	} else if (config_in_list(config_unimplemented_tls_keys, key, true)) {
 		config_warn(ctx, file, line, key,
-		            "not implemented, ignored (OpenSSL's or libpq's defaults apply)");
+		            "not implemented, ignored (libpq has no cipher setting: OpenSSL's "
+		            "defaults apply)");
 	} else if (config_in_list(config_unimplemented_keys, key, true)) {
 		config_warn(ctx, file, line, key, "not implemented, ignored");
 	} else {

@@ -591,6 +591,12 @@ bool io_pump(struct io *io)
 
 /* ---- lifecycle ---- */
 
+bool io_set_socket_buffers(int fd, int bytes)
+{
+	return setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)) == 0 &&
+	       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0;
+}
+
 bool io_init(struct io *io, struct pt_ctx *ctx, int fd, const struct io_ops *ops, void *owner)
 {
 	memset(io, 0, sizeof(*io));

@@ -18,16 +18,23 @@
 
 #include "pgtide/client.h"
 #include "pgtide/errmap.h"
+#include "pgtide/io.h"
 #include "pgtide/log.h"
 #include "pgtide/pgtide.h"
 
 /* Connections accepted per readiness event, so one busy listener cannot starve the loop. */
 #define ACCEPT_BATCH 64
 
+/* A client's TCP socket, as it comes out of accept. */
 static void tune_tcp(struct pt_ctx *ctx, int fd)
 {
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ctx->cfg.tcp_user_timeout > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ctx->cfg.tcp_user_timeout,
+		           sizeof(int));
+	if (ctx->cfg.tcp_socket_buffer > 0)
+		io_set_socket_buffers(fd, ctx->cfg.tcp_socket_buffer);
 	if (ctx->cfg.tcp_keepalive) {
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		if (ctx->cfg.tcp_keepidle > 0)
@@ -40,6 +47,30 @@ static void tune_tcp(struct pt_ctx *ctx, int fd)
 			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ctx->cfg.tcp_keepcnt,
 			           sizeof(int));
 	}
+}
+
+/*
+ * tcp_defer_accept: the kernel holds a new connection back from accept until its first bytes
+ * arrive (a client's SSLRequest or StartupMessage) or, with none, about this many seconds have
+ * passed, so a connection that never speaks costs no client slot meanwhile. 0 turns it off.
+ */
+static void tune_accept(struct listener *l)
+{
+	int secs = l->ctx->cfg.tcp_defer_accept;
+#ifdef TCP_DEFER_ACCEPT
+	if (setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0)
+		log_warn("tcp_defer_accept on %s: %s", l->desc, strerror(errno));
+#else
+	if (secs > 0)
+		log_warn("tcp_defer_accept on %s: not supported on this system", l->desc);
+#endif
+}
+
+void listener_tune_all(struct pt_ctx *ctx)
+{
+	for (struct listener *l = ctx->listeners; l; l = l->next)
+		if (!l->is_unix)
+			tune_accept(l);
 }
 
 static void refuse_with_reserve(struct pt_ctx *ctx, int lfd)
@@ -139,8 +170,8 @@ static bool add_listener(struct pt_ctx *ctx, int fd, bool is_unix, const char *p
 	return true;
 }
 
-int listener_bind_tcp(const char *what, const char *host, int port, int backlog, int *fds,
-                      char (*descs)[LISTENER_DESC_MAX], int max)
+int listener_bind_tcp(const char *what, const char *host, int port, int backlog, bool reuseport,
+                      int *fds, char (*descs)[LISTENER_DESC_MAX], int max)
 {
 	struct addrinfo hints = {0}, *res = NULL;
 	hints.ai_family = AF_UNSPEC;
@@ -168,9 +199,15 @@ int listener_bind_tcp(const char *what, const char *host, int port, int backlog,
 		bool v6 = ai->ai_family == AF_INET6;
 		snprintf(descs[n], LISTENER_DESC_MAX, "%s%s%s:%d", v6 ? "[" : "", hbuf,
 		         v6 ? "]" : "", port);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
-			log_error("%s: could not listen on %s: %s", what, descs[n],
-			          strerror(errno));
+		/* so_reuseport: every process that binds the port with it shares the port, the
+		 * kernel spreading new connections between them; without it the bind fails. */
+		const char *failed = NULL;
+		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+			failed = "could not set SO_REUSEPORT on";
+		else if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0)
+			failed = "could not listen on";
+		if (failed) {
+			log_error("%s: %s %s: %s", what, failed, descs[n], strerror(errno));
 			close(fd);
 			while (n > 0)
 				close(fds[--n]);
@@ -191,8 +228,8 @@ static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
 {
 	int fds[16];
 	char descs[16][LISTENER_DESC_MAX];
-	int n = listener_bind_tcp("listen_addr", host, port, ctx->cfg.listen_backlog, fds, descs,
-	                          16);
+	int n = listener_bind_tcp("listen_addr", host, port, ctx->cfg.listen_backlog,
+	                          ctx->cfg.so_reuseport, fds, descs, 16);
 	for (int i = 0; i < n; i++) {
 		if (!add_listener(ctx, fds[i], false, NULL, descs[i])) {
 			while (i < n)
@@ -255,6 +292,7 @@ bool listener_open_all(struct pt_ctx *ctx)
 	}
 	if (!any)
 		log_error("nothing to listen on: set listen_addr or unix_socket_dir");
+	listener_tune_all(ctx);
 	return any;
 }
 

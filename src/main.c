@@ -341,6 +341,8 @@ bool pt_reload(struct pt_ctx *ctx)
 	    strcmp(nc.unix_socket_dir ? nc.unix_socket_dir : "",
 	           ctx->cfg.unix_socket_dir ? ctx->cfg.unix_socket_dir : "") != 0)
 		log_warn("listen_addr, listen_port and unix_socket_dir change only at restart");
+	if (nc.so_reuseport != ctx->cfg.so_reuseport)
+		log_warn("so_reuseport changes only at restart");
 	char *old_metrics = ctx->cfg.metrics_listen;
 	ctx->cfg.metrics_listen = NULL; /* kept for metrics_reload */
 	config_free(&ctx->cfg);
@@ -351,6 +353,7 @@ bool pt_reload(struct pt_ctx *ctx)
 	              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
 		log_error("could not reopen logfile %s: %s", ctx->cfg.logfile, strerror(errno));
 	pt_reload_tls(ctx);
+	listener_tune_all(ctx);
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	{

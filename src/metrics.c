@@ -726,7 +726,7 @@ static int bind_address(struct metrics *m, const char *addr, struct metrics_list
 	}
 	int fds[METRICS_MAX_LISTENERS];
 	char descs[METRICS_MAX_LISTENERS][LISTENER_DESC_MAX];
-	int n = listener_bind_tcp("metrics_listen", host, port, 16, fds, descs,
+	int n = listener_bind_tcp("metrics_listen", host, port, 16, false, fds, descs,
 	                          METRICS_MAX_LISTENERS);
 	for (int i = 0; i < n; i++) {
 		ls[i].fd = fds[i];

@@ -121,11 +121,42 @@ static bool push_server_tls(char ***keys, char ***values, size_t *n, const struc
 }
 
 /*
+ * tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt and tcp_user_timeout as libpq's
+ * keepalives* and tcp_user_timeout keywords, so libpq sets them on each socket it opens, before
+ * it connects (pgtide takes the socket over only after login). 0 leaves libpq's and the OS's
+ * defaults (libpq turns keepalive on by itself). The entry's own keywords win.
+ */
+static bool push_server_tcp(char ***keys, char ***values, size_t *n, const struct config *cfg,
+                            const struct config_db *db)
+{
+	const struct {
+		const char *keyword;
+		int value;
+	} opts[] = {
+	        {"keepalives_idle", cfg->tcp_keepalive ? cfg->tcp_keepidle : 0},
+	        {"keepalives_interval", cfg->tcp_keepalive ? cfg->tcp_keepintvl : 0},
+	        {"keepalives_count", cfg->tcp_keepalive ? cfg->tcp_keepcnt : 0},
+	        {"tcp_user_timeout", cfg->tcp_user_timeout},
+	};
+	bool ok = true;
+	if (!cfg->tcp_keepalive && !config_db_conn_get(db, "keepalives"))
+		ok = push_kv(keys, values, n, "keepalives", "0");
+	for (size_t i = 0; ok && i < sizeof(opts) / sizeof(opts[0]); i++) {
+		char v[16];
+		if (opts[i].value <= 0 || config_db_conn_get(db, opts[i].keyword))
+			continue;
+		snprintf(v, sizeof(v), "%d", opts[i].value);
+		ok = push_kv(keys, values, n, opts[i].keyword, v);
+	}
+	return ok;
+}
+
+/*
  * Builds the libpq keywords for this pool's server connections from its [databases] entry:
  * dbname defaults to the entry's name (the client's for "*"), user to the pool's user, the
  * password to what pgtide knows for that user; GSS encryption is off unless asked for (the
- * default probes for Kerberos credentials on every connect); TLS as server_tls_* say unless
- * the entry says otherwise.
+ * default probes for Kerberos credentials on every connect); TLS as server_tls_* say and
+ * keepalives and the user timeout as tcp_* say, unless the entry says otherwise.
  */
 static bool build_conn(struct pool *p, const struct config_db *db)
 {
@@ -178,6 +209,11 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 		ok = !opts.oom && push_kv(&keys, &values, &n, "options", (const char *)opts.data);
 	}
 	pbuf_free(&opts);
+	/* Socket options apply to connections opened after a change: no reason to replace the
+	 * pool's servers, so the signature below stops before them. */
+	size_t n_sig = n;
+	if (ok)
+		ok = push_server_tcp(&keys, &values, &n, &p->ctx->cfg, db);
 	if (!ok || !keys) {
 		if (keys) {
 			for (size_t i = 0; i < n; i++)
@@ -195,7 +231,7 @@ static bool build_conn(struct pool *p, const struct config_db *db)
 
 	/* A signature of the connection settings, to notice a change on reload. */
 	struct pbuf sig = {0};
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n_sig; i++) {
 		pbuf_put_str(&sig, keys[i]);
 		pbuf_put_str(&sig, values[i]);
 	}
@@ -588,6 +624,18 @@ void pool_server_connect_no_fd(struct pool *p, const char *message)
 
 /* ---- handing out servers ---- */
 
+/*
+ * The idle server to hand out next. The idle list runs from the most recently used to the one
+ * idle longest. server_round_robin off (PgBouncer's default) takes the first, so a few servers
+ * do the work and the rest time out (server_idle_timeout); on takes the last, so each server
+ * gets its turn, spreading load over the hosts behind a round-robin address.
+ */
+static struct server *idle_next(struct pool *p)
+{
+	return p->ctx->cfg.server_round_robin ? TAILQ_LAST(&p->idle, server_list)
+	                                      : TAILQ_FIRST(&p->idle);
+}
+
 static void link_client(struct pool *p, struct client *c, struct server *s)
 {
 	if (c->state == CLIENT_WAITING) /* SHOW STATS wait_time, added when the wait ends */
@@ -598,7 +646,7 @@ static void link_client(struct pool *p, struct client *c, struct server *s)
 
 bool pool_acquire(struct pool *p, struct client *c)
 {
-	struct server *s = TAILQ_FIRST(&p->idle);
+	struct server *s = idle_next(p);
 	if (s && TAILQ_EMPTY(&p->waiting_clients) && !p->paused) {
 		link_client(p, c, s);
 		return true;
@@ -645,8 +693,7 @@ static void pool_do_kick(struct pool *p)
 		return;
 	}
 	trim_idle(p);
-	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL &&
-	       (s = TAILQ_FIRST(&p->idle)) != NULL) {
+	while ((c = TAILQ_FIRST(&p->waiting_clients)) != NULL && (s = idle_next(p)) != NULL) {
 		link_client(p, c, s);
 		if (s->state == SERVER_ACTIVE)
 			client_server_ready(c);

@@ -289,7 +289,7 @@ static void scram_mock_key_init(void)
 }
 
 /* PostgreSQL's mock_scram_secret(): salt = SHA-256(user || nonce), keys left zero. */
-static void scram_mock_secret(const char *user, struct scram_secret *out)
+static void scram_mock_secret(const char *user, int iterations, struct scram_secret *out)
 {
 	uint8_t digest[SCRAM_KEY_LEN];
 	EVP_MD_CTX *ctx;
@@ -312,18 +312,18 @@ static void scram_mock_secret(const char *user, struct scram_secret *out)
 		memset(digest, 0, sizeof(digest));
 	memcpy(out->salt, digest, SCRAM_SALT_LEN);
 	out->salt_len = SCRAM_SALT_LEN;
-	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	out->iterations = iterations > 0 ? iterations : SCRAM_DEFAULT_ITERATIONS;
 }
 
 /* ---- the exchange ---- */
 
 void scram_server_init(struct scram_state *st, const struct scram_secret *secret, bool mock,
-                       const char *user)
+                       const char *user, int mock_iterations)
 {
 	memset(st, 0, sizeof(*st));
 	if (mock || !secret) {
 		st->mock = true;
-		scram_mock_secret(user, &st->secret);
+		scram_mock_secret(user, mock_iterations, &st->secret);
 	} else {
 		st->secret = *secret;
 	}

@@ -100,7 +100,8 @@ void server_set_state(struct server *s, enum server_state st)
 	}
 	struct server_list *nl = list_of(s, st, &count);
 	if (nl) {
-		/* Idle servers: most recently used first, so the warmest one is reused. */
+		/* Idle servers: most recently used first; pool.c hands out the first (the
+		 * warmest) or, under server_round_robin, the last. */
 		if (st == SERVER_IDLE)
 			TAILQ_INSERT_HEAD(nl, s, link);
 		else
@@ -278,6 +279,23 @@ static bool arm_poll(struct server *s, short what)
 	return s->poll_ev && event_add(s->poll_ev, NULL) == 0;
 }
 
+/*
+ * tcp_socket_buffer on a TCP server socket. libpq has no keyword for it, so it is set once the
+ * login is done: the few bytes of the login ran with the kernel's sizes, the sessions' rows run
+ * with these. (Keepalives and tcp_user_timeout went to libpq as keywords, pool.c.)
+ */
+static void tune_socket(struct server *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int bytes = s->ctx->cfg.tcp_socket_buffer;
+	if (bytes <= 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		return;
+	if (!io_set_socket_buffers(fd, bytes))
+		SLOG(LOG_LEVEL_WARNING, s, "tcp_socket_buffer: %s", strerror(errno));
+}
+
 static void take_over(struct server *s)
 {
 	struct pt_ctx *ctx = s->ctx;
@@ -291,6 +309,7 @@ static void take_over(struct server *s)
 	}
 	s->backend_pid = (uint32_t)PQbackendPID(pg);
 	s->txn_status = 'I';
+	tune_socket(s, PQsocket(pg));
 	if (!io_init(&s->io, ctx, PQsocket(pg), &server_io_ops, s)) {
 		connect_failed(s, "53200", "out of memory");
 		return;

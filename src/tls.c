@@ -116,11 +116,13 @@ static bool tls_nonempty(const char *v)
 /* "client_tls_cert_file /path: no such file", from the setting that failed and OpenSSL's queue. */
 static void tls_setting_error(const struct config *cfg, const char *what, char *err, size_t n)
 {
-	const char *value = strcmp(what, "client_tls_cert_file") == 0  ? cfg->client_tls_cert_file
-	                    : strcmp(what, "client_tls_key_file") == 0 ? cfg->client_tls_key_file
-	                    : strcmp(what, "client_tls_ca_file") == 0  ? cfg->client_tls_ca_file
-	                    : strcmp(what, "client_tls_ciphers") == 0  ? cfg->client_tls_ciphers
-	                                                               : cfg->client_tls_protocols;
+	const char *value = strcmp(what, "client_tls_cert_file") == 0   ? cfg->client_tls_cert_file
+	                    : strcmp(what, "client_tls_key_file") == 0  ? cfg->client_tls_key_file
+	                    : strcmp(what, "client_tls_ca_file") == 0   ? cfg->client_tls_ca_file
+	                    : strcmp(what, "client_tls_ciphers") == 0   ? cfg->client_tls_ciphers
+	                    : strcmp(what, "client_tls13_ciphers") == 0 ? cfg->client_tls13_ciphers
+	                    : strcmp(what, "client_tls_ecdhcurve") == 0 ? cfg->client_tls_ecdhcurve
+	                                                                : cfg->client_tls_protocols;
 	if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
 		snprintf(err, n, "client_tls_key_file %s does not match client_tls_cert_file %s",
 		         cfg->client_tls_key_file, cfg->client_tls_cert_file);
@@ -129,7 +131,77 @@ static void tls_setting_error(const struct config *cfg, const char *what, char *
 	}
 	char reason[200];
 	tls_take_error(reason, sizeof(reason), "unusable");
+	/* OpenSSL says only "passed invalid argument" of an unknown group name. */
+	if (strcmp(what, "client_tls_ecdhcurve") == 0)
+		snprintf(reason, sizeof(reason),
+		         "unknown group (OpenSSL's names: X25519, prime256v1, secp384r1, ...)");
 	snprintf(err, n, "%s %s: %s", what, value ? value : "", reason);
+}
+
+/*
+ * client_tls13_ciphers: OpenSSL 3 skips names it does not know as long as one is left, which
+ * would turn a typo into a silently shorter list; each name is tried alone first so that any
+ * unknown one is refused. Empty keeps OpenSSL's suites.
+ */
+static bool tls_set_tls13_suites(SSL_CTX *ctx, const char *list)
+{
+	if (!tls_nonempty(list))
+		return true;
+	char one[128];
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ":");
+		if (n == 0 || n >= sizeof(one)) {
+			ERR_raise(ERR_LIB_SSL, SSL_R_NO_CIPHER_MATCH);
+			return false;
+		}
+		memcpy(one, p, n);
+		one[n] = '\0';
+		if (!SSL_CTX_set_ciphersuites(ctx, one))
+			return false;
+		p += n;
+		if (*p == ':')
+			p++;
+	}
+	return SSL_CTX_set_ciphersuites(ctx, list) == 1;
+}
+
+/*
+ * client_tls_ecdhcurve: the key exchange groups offered, in OpenSSL's names (X25519,
+ * prime256v1 or P-256, secp384r1, ffdhe2048, ...), separated by colons or commas. "auto" and
+ * "none" keep OpenSSL's list: PgBouncer's "none" never turned key exchange off either, and
+ * TLS 1.3 has no handshake without a group.
+ */
+static bool tls_set_groups(SSL_CTX *ctx, const char *value)
+{
+	if (!tls_nonempty(value) || strcasecmp(value, "auto") == 0 ||
+	    strcasecmp(value, "none") == 0)
+		return true;
+	char list[256];
+	if (strlen(value) >= sizeof(list)) {
+		ERR_raise(ERR_LIB_SSL, ERR_R_PASSED_INVALID_ARGUMENT);
+		return false;
+	}
+	size_t n = 0;
+	for (const char *c = value; *c; c++)
+		if (*c != ' ' && *c != '\t')
+			list[n++] = *c == ',' ? ':' : *c;
+	list[n] = '\0';
+	return SSL_CTX_set1_groups_list(ctx, list) == 1;
+}
+
+/*
+ * client_tls_dheparams: without parameters OpenSSL offers no DHE suite. auto picks a group as
+ * strong as the certificate's key; legacy the weakest the security level allows (PgBouncer's
+ * 1024-bit, at level 1 only). ECDHE and TLS 1.3 do not depend on it.
+ */
+static void tls_set_dhe(SSL_CTX *ctx, const char *value)
+{
+	enum config_dheparams dh = CONFIG_DHE_AUTO;
+	(void)config_dheparams_parse(value, &dh); /* config.c refused anything else */
+	if (dh == CONFIG_DHE_AUTO)
+		SSL_CTX_set_dh_auto(ctx, 1);
+	else if (dh == CONFIG_DHE_LEGACY)
+		SSL_CTX_set_dh_auto(ctx, 2);
 }
 
 static SSL_CTX *tls_build_accept_ctx(const struct config *cfg, enum config_sslmode mode, char *err,
@@ -186,6 +258,13 @@ static SSL_CTX *tls_build_accept_ctx(const struct config *cfg, enum config_sslmo
 	if (tls_nonempty(cfg->client_tls_ciphers) &&
 	    !SSL_CTX_set_cipher_list(ctx, tls_cipher_list(cfg->client_tls_ciphers)))
 		goto fail;
+	what = "client_tls13_ciphers";
+	if (!tls_set_tls13_suites(ctx, cfg->client_tls13_ciphers))
+		goto fail;
+	what = "client_tls_ecdhcurve";
+	if (!tls_set_groups(ctx, cfg->client_tls_ecdhcurve))
+		goto fail;
+	tls_set_dhe(ctx, cfg->client_tls_dheparams);
 	what = "client_tls_cert_file";
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->client_tls_cert_file) != 1)
 		goto fail;

@@ -26,7 +26,8 @@ struct auth_user {
 	char *secret; /* as written in the file (never logged) */
 	enum auth_secret_kind kind;
 	/* A plain secret's SCRAM verifier (iterations 0 until the first SCRAM login makes it, with
-	 * a fresh salt): PBKDF2 once per user file load, not once per login. Loop thread only. */
+	 * a fresh salt): PBKDF2 once per user file load (and scram_iterations value), not once per
+	 * login. Loop thread only. */
 	struct scram_secret *scram_of_plain;
 	/* A plain secret's md5 verifier, "md5" + md5(secret + name), made at load so that an md5
 	 * login hashes once, as with an md5 secret; "" for other kinds or if hashing failed. */
@@ -62,10 +63,13 @@ struct auth_exchange;
  * Starts authenticating `user` under auth type `type`. u is the user's entry in the user file,
  * or NULL if there is none (the exchange then runs to the end and fails as PostgreSQL does,
  * without revealing that the user does not exist; with trust it fails at once with 28000).
- * Appends the first Authentication request to out when one is needed. *ex is allocated.
+ * scram_iterations is the PBKDF2 count of the SCRAM verifiers pgtide makes itself (for a plain
+ * secret, and the mock exchange of a user without a SCRAM secret); a stored SCRAM secret keeps
+ * its own. Appends the first Authentication request to out when one is needed. *ex is
+ * allocated.
  */
 enum auth_status auth_start(struct auth_exchange **ex, enum auth_type type, const char *user,
-                            const struct auth_user *u, struct pbuf *out);
+                            const struct auth_user *u, int scram_iterations, struct pbuf *out);
 
 /* Feeds the body of a client 'p' message. Appends the reply (if any) to out. */
 enum auth_status auth_step(struct auth_exchange *ex, const void *body, size_t len,

@@ -34,6 +34,14 @@ enum config_sslmode {
 	CONFIG_SSLMODE_VERIFY_FULL, /* client side: same as verify-ca (as in PgBouncer) */
 };
 
+/* client_tls_dheparams: which finite-field Diffie-Hellman groups TLS 1.2 DHE suites may use. */
+enum config_dheparams {
+	CONFIG_DHE_NONE = 0, /* no DHE suites (OpenSSL offers none without parameters) */
+	CONFIG_DHE_AUTO,     /* a group as strong as the certificate's key (default) */
+	CONFIG_DHE_LEGACY,   /* the weakest group the OpenSSL security level allows (1024-bit at
+	                      * level 1) */
+};
+
 /* TLS protocol versions, as bits of a client_tls_protocols / server_tls_protocols mask. */
 #define CONFIG_TLS_V1_0 0x1u
 #define CONFIG_TLS_V1_1 0x2u
@@ -96,6 +104,7 @@ struct config {
 	int unix_socket_mode;     /* default 0777 */
 	enum auth_type auth_type; /* default md5 */
 	char *auth_file;          /* userlist.txt path; relative paths are relative to the ini */
+	int scram_iterations;     /* default 4096: PBKDF2 rounds of verifiers pgtide computes */
 	enum pool_mode pool_mode; /* default session */
 	int max_client_conn;      /* default 100 */
 	int default_pool_size;    /* default 20 */
@@ -106,17 +115,19 @@ struct config {
 	int max_user_connections;        /* default 0 = unlimited */
 	int max_db_client_connections;   /* default 0 = unlimited: clients per database name */
 	int max_user_client_connections; /* default 0 = unlimited: clients per user name */
-	char *server_reset_query;        /* default "DISCARD ALL" */
-	bool server_reset_query_always;  /* run it in transaction mode too; default off */
-	char *server_check_query;        /* default "select 1" (accepted for compatibility) */
-	int64_t server_check_delay;      /* default 30 s */
-	int64_t server_lifetime;         /* default 3600 s */
-	int64_t server_idle_timeout;     /* default 600 s */
-	int64_t server_connect_timeout;  /* default 15 s */
-	int64_t server_login_retry;      /* default 15 s: wait this long after a failed connect */
-	int64_t client_login_timeout;    /* default 60 s */
-	int64_t query_timeout;           /* default 0 */
-	int64_t query_wait_timeout;      /* default 120 s */
+	bool server_round_robin;  /* off (default): reuse the most recently used idle server (LIFO);
+	                           * on: the one idle longest (FIFO), spreading load */
+	char *server_reset_query; /* default "DISCARD ALL" */
+	bool server_reset_query_always; /* run it in transaction mode too; default off */
+	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
+	int64_t server_check_delay;     /* default 30 s */
+	int64_t server_lifetime;        /* default 3600 s */
+	int64_t server_idle_timeout;    /* default 600 s */
+	int64_t server_connect_timeout; /* default 15 s */
+	int64_t server_login_retry;     /* default 15 s: wait this long after a failed connect */
+	int64_t client_login_timeout;   /* default 60 s */
+	int64_t query_timeout;          /* default 0 */
+	int64_t query_wait_timeout;     /* default 120 s */
 	int64_t query_wait_notify;   /* default 5 s: NOTICE to a client waiting longer than this */
 	int64_t client_idle_timeout; /* default 0 */
 	int64_t idle_transaction_timeout; /* default 0 */
@@ -140,6 +151,10 @@ struct config {
 	char *application_name_add_host; /* accepted for compatibility */
 	bool tcp_keepalive;              /* default on */
 	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt; /* 0 = OS default */
+	int tcp_user_timeout;  /* TCP_USER_TIMEOUT in ms on client and server sockets; 0 = OS's */
+	int tcp_socket_buffer; /* SO_SNDBUF and SO_RCVBUF in bytes, same sockets; 0 = kernel's */
+	int tcp_defer_accept;  /* TCP_DEFER_ACCEPT seconds on TCP listeners; default 1, 0 = off */
+	bool so_reuseport;     /* SO_REUSEPORT on TCP listeners: processes share a port */
 	int max_prepared_statements; /* default 200 (used by the prepared-statement module) */
 	char *error_kind_field;      /* default "K"; "" turns the extra error field off */
 	char *log_error_kinds;   /* level of the line logged per classified error: off, debug, log
@@ -156,6 +171,10 @@ struct config {
 	char *client_tls_ca_file;   /* CA that signs client certificates (verify-ca/-full) */
 	char *client_tls_protocols; /* "secure" (default: TLS 1.2 and 1.3), "all", "tlsv1.2", ... */
 	char *client_tls_ciphers;   /* OpenSSL cipher list or a shortcut (default "fast") */
+	char *client_tls13_ciphers; /* TLS 1.3 suites, OpenSSL syntax; "" = OpenSSL's (default) */
+	char *client_tls_ecdhcurve; /* key exchange groups; "auto" (default) or "none" = OpenSSL's
+	                             */
+	char *client_tls_dheparams; /* none, auto (default), legacy: see enum config_dheparams */
 	char *server_tls_sslmode;   /* libpq sslmode for server connections (default disable) */
 	char *server_tls_ca_file;   /* libpq sslrootcert */
 	char *server_tls_key_file;  /* libpq sslkey */
@@ -242,6 +261,9 @@ bool config_list_contains(const char *list, const char *name);
 /* Parses an sslmode name (disable ... verify-full). False if it is not one. */
 bool config_sslmode_parse(const char *value, enum config_sslmode *out);
 const char *config_sslmode_name(enum config_sslmode m);
+
+/* Parses client_tls_dheparams (none, auto, legacy, any case). False if it is not one. */
+bool config_dheparams_parse(const char *value, enum config_dheparams *out);
 
 /*
  * Parses a TLS protocol list in PgBouncer's syntax into CONFIG_TLS_V* bits: tlsv1.0, tlsv1.1,

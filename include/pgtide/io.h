@@ -146,6 +146,13 @@ struct io {
 	uint64_t bytes_out;
 };
 
+/*
+ * tcp_socket_buffer: the kernel's send and receive buffers of a socket, in bytes (Linux
+ * doubles the value for its bookkeeping and caps it at net.core.wmem_max / rmem_max). A fixed
+ * size also turns the kernel's autotuning off. False (errno set) if either is refused.
+ */
+bool io_set_socket_buffers(int fd, int bytes);
+
 /* Sets up io on a connected non-blocking fd and starts reading. Returns false on failure. */
 bool io_init(struct io *io, struct pt_ctx *ctx, int fd, const struct io_ops *ops, void *owner);
 

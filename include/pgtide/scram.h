@@ -52,10 +52,11 @@ struct scram_state {
 
 /*
  * Starts an exchange with a known secret (mock = false) or a mock one for an unknown user
- * (secret ignored; a salt derived from the user name keeps replies plausible).
+ * (secret ignored; a salt derived from the user name and mock_iterations, the count verifiers
+ * made by pgtide use, keep replies plausible).
  */
 void scram_server_init(struct scram_state *st, const struct scram_secret *secret, bool mock,
-                       const char *user);
+                       const char *user, int mock_iterations);
 
 /*
  * Handles the SASLInitialResponse data (client-first-message). On SCRAM_CONTINUE *out is the

@@ -365,7 +365,10 @@ def test_show_config(pgtide):
         fixed = sorted(k for k, (_, _, ch) in cfg.items() if ch == "no")
         assert fixed == sorted(["listen_addr", "listen_port", "listen_backlog",
                                 "unix_socket_dir", "unix_socket_mode", "pidfile", "pkt_buf",
-                                "metrics_listen"])
+                                "metrics_listen", "so_reuseport"])
+        assert cfg["server_round_robin"] == ("0", "0", "yes")
+        assert cfg["tcp_defer_accept"] == ("1", "1", "yes")
+        assert cfg["client_tls_dheparams"] == ("auto", "auto", "yes")
 
 
 def test_show_help_lists_every_command(pgtide):
@@ -767,7 +770,9 @@ def test_set_and_show_config(pgtide, pg):
         refused(adm, "SET default_pool_size = 'x'", "22023",
                 'invalid value for parameter "default_pool_size"')
         refused(adm, "SET default_pool_size = 0", "22023", "out of range")
-        refused(adm, "SET server_round_robin = 1", "0A000", "not implemented by pgtide")
+        refused(adm, "SET dns_max_ttl = 1", "0A000", "not implemented by pgtide")
+        refused(adm, "SET so_reuseport = 1", "55P02",
+                'parameter "so_reuseport" cannot be changed without restarting')
         refused(adm, "SET = 1", "42601")
         refused(adm, "SET default_pool_size 3", "42601")
         assert config(adm)["default_pool_size"][0] == "1"

@@ -3,6 +3,7 @@ the right and the wrong password, plus the server side (pgtide logging in to Pos
 client's own user) and secrets never reaching the log."""
 
 import hashlib
+import struct
 
 import psycopg
 import pytest
@@ -193,3 +194,59 @@ def test_scram_with_a_plain_secret_follows_a_password_change(pgtide, pg):
     with p.raw() as c:
         res = c.login("app", "first-pw", "app")
         assert res.error is not None and res.error.sqlstate == "28P01", res
+
+
+def _scram_login(p, user, password):
+    """A raw SCRAM-SHA-256 login: (the "i=" of pgtide's server-first-message, whether the login
+    succeeded). The client derives its proof with the count pgtide sent, so a success also
+    shows the verifier pgtide checks against has that count."""
+    with p.raw() as c:
+        c.send(h.startup_message({"user": user, "database": "app"}))
+        t, body = c.recv_msg()
+        assert (t, struct.unpack("!I", body[:4])[0]) == ("R", 10), (t, body)
+        scram = h.ScramClient(password)
+        first = scram.client_first()
+        c.send(h.message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
+        t, body = c.recv_msg()
+        assert (t, struct.unpack("!I", body[:4])[0]) == ("R", 11), (t, body)
+        server_first = body[4:]
+        attrs = dict(kv.split("=", 1) for kv in server_first.decode().split(","))
+        c.send(h.message(b"p", scram.client_final(server_first)))
+        while True:
+            t, body = c.recv_msg()
+            if t == "E":
+                assert h.parse_error(body).sqlstate == "28P01", h.parse_error(body)
+                return int(attrs["i"]), False
+            if t == "R" and struct.unpack("!I", body[:4])[0] == 12:
+                scram.verify_server_final(body[4:])
+            if t == "Z":
+                return int(attrs["i"]), True
+
+
+def test_scram_iterations(pgtide, pg):
+    """scram_iterations is the count of the verifiers pgtide makes itself: for a plain secret,
+    and for the mock exchange of an unknown user (which must look like a real one). A SCRAM
+    secret from the user file keeps its own count (PostgreSQL's 4096 here)."""
+    p = pgtide.start({"auth_type": "scram-sha-256", "scram_iterations": 5000,
+                      "admin_users": "app"},
+                     databases={"app": f"host=127.0.0.1 port={pg.port} dbname=app "
+                                       f"user=app password=app"},
+                     userlist=[("app", "app"), ("stored", pg.scram_secret("app"))])
+    assert _scram_login(p, "app", "app") == (5000, True)
+    assert _scram_login(p, "app", "wrong") == (5000, False)
+    assert _scram_login(p, "stored", "app") == (4096, True)
+    assert _scram_login(p, "ghost", "app") == (5000, False)
+    # SET: the kept verifier of the plain secret is made again with the new count
+    with h.AdminConsole(p) as a:
+        a.rows("SET scram_iterations = 7000")
+    assert _scram_login(p, "app", "app") == (7000, True)
+    assert _scram_login(p, "ghost", "app") == (7000, False)
+    with p.connect() as c:
+        assert c.execute("select 1").fetchone() == (1,)
+    # back to the default, PgBouncer's and PostgreSQL's 4096, on reload
+    p.rewrite({"scram_iterations": None})
+    mark = p.log_mark()
+    p.reload()
+    p.wait_log("configuration reloaded", mark=mark)
+    assert _scram_login(p, "app", "app") == (4096, True)
+    assert _scram_login(p, "stored", "app") == (4096, True)

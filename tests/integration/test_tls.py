@@ -441,6 +441,133 @@ def test_sighup_turns_tls_on_and_off(pgtide, tls_files):
                 assert c.execute("select 3").fetchone() == (3,)
 
 
+# ---- suites, groups, DHE (client_tls13_ciphers, client_tls_ecdhcurve, client_tls_dheparams) ---
+
+def s_client(p, *args):
+    """openssl s_client through pgtide's SSLRequest (-starttls postgres): its -brief summary as
+    a dict ("Ciphersuite", "Server Temp Key", ...), empty if no TLS session was made."""
+    r = subprocess.run(["openssl", "s_client", "-starttls", "postgres", "-connect",
+                        f"{p.host}:{p.port}", "-brief", *args], input="",
+                       capture_output=True, text=True, timeout=30)
+    out = r.stdout + r.stderr
+    if "CONNECTION ESTABLISHED" not in out:
+        return {}
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def reload_with(p, **settings):
+    p.rewrite(settings)
+    mark = p.log_mark()
+    p.reload()
+    p.wait_log(r"client TLS reloaded", mark=mark)
+
+
+def test_client_tls13_ciphers(pgtide, tls_files):
+    p = pgtide.start(client_tls(tls_files, client_tls13_ciphers="TLS_CHACHA20_POLY1305_SHA256:"
+                                                                "TLS_AES_128_GCM_SHA256",
+                                admin_users="app"))
+    # pgtide's order wins among what the client offers; a suite outside the list is refused
+    assert s_client(p)["Ciphersuite"] == "TLS_CHACHA20_POLY1305_SHA256"
+    assert s_client(p, "-ciphersuites", "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384")[
+        "Ciphersuite"] == "TLS_AES_128_GCM_SHA256"
+    assert s_client(p, "-ciphersuites", "TLS_AES_256_GCM_SHA384") == {}
+    # TLS 1.2 is not concerned
+    assert s_client(p, "-tls1_2")["Protocol version"] == "TLSv1.2"
+    # a real client, and what SHOW CLIENTS reports
+    with psycopg.connect(p.dsn(sslmode="require", application_name="suite"),
+                         autocommit=True) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+        row = [r for r in show_clients(p) if r["application_name"] == "suite"][0]
+        assert row["tls"].startswith("TLSv1.3/TLS_CHACHA20_POLY1305_SHA256/"), row
+    # the empty default is OpenSSL's list, in OpenSSL's order
+    reload_with(p, client_tls13_ciphers="")
+    assert s_client(p)["Ciphersuite"] == "TLS_AES_256_GCM_SHA384"
+    assert s_client(p, "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256")[
+        "Ciphersuite"] == "TLS_CHACHA20_POLY1305_SHA256"
+
+
+def test_client_tls_ecdhcurve(pgtide, tls_files):
+    p = pgtide.start(client_tls(tls_files, client_tls_ecdhcurve="secp384r1"))
+    assert s_client(p)["Server Temp Key"] == "ECDH, secp384r1, 384 bits"
+    assert s_client(p, "-groups", "X25519") == {}
+    with psycopg.connect(p.dsn(sslmode="require"), autocommit=True) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+    # a list, with PgBouncer's commas
+    reload_with(p, client_tls_ecdhcurve="P-256, X25519")
+    assert s_client(p, "-groups", "prime256v1")["Server Temp Key"] == \
+        "ECDH, prime256v1, 256 bits"
+    assert s_client(p, "-groups", "secp384r1") == {}
+    # auto (the default) and none are OpenSSL's groups
+    for value in ("auto", "none"):
+        reload_with(p, client_tls_ecdhcurve=value)
+        assert s_client(p)["Server Temp Key"] == "X25519, 253 bits"
+        assert s_client(p, "-groups", "secp384r1")["Server Temp Key"] == \
+            "ECDH, secp384r1, 384 bits"
+
+
+@pytest.fixture
+def rsa3072(tmp_path):
+    """A self-signed RSA-3072 certificate: DHE suites need an RSA key, and auto then picks a
+    3072-bit group (as strong as the key), which legacy does not."""
+    key, crt = str(tmp_path / "rsa.key"), str(tmp_path / "rsa.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", key,
+                    "-out", crt, "-days", "2", "-subj", "/CN=localhost"], check=True,
+                   capture_output=True, timeout=60)
+    return key, crt
+
+
+def test_client_tls_dheparams(pgtide, rsa3072):
+    key, crt = rsa3072
+    p = pgtide.start({"client_tls_sslmode": "require", "client_tls_key_file": key,
+                      "client_tls_cert_file": crt})
+    dhe = ("-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256")
+    # auto, the default: a group as strong as the key
+    r = s_client(p, *dhe)
+    assert r["Ciphersuite"] == "DHE-RSA-AES128-GCM-SHA256", r
+    assert r["Server Temp Key"] == "DH, 3072 bits", r
+    # a Python client that offers only DHE gets through as well
+    ctx = h.client_tls_context(maximum=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("DHE-RSA-AES256-GCM-SHA384")
+    with h.RawConn(p.host, p.port) as c:
+        assert c.start_tls(ctx) == b"S"
+        assert c.sock.cipher()[0] == "DHE-RSA-AES256-GCM-SHA384"
+        assert c.login("app", "app", "app").ok
+    # legacy: the weakest group the security level allows
+    reload_with(p, client_tls_dheparams="legacy")
+    r = s_client(p, *dhe)
+    bits = int(re.match(r"DH, (\d+) bits$", r["Server Temp Key"]).group(1))
+    assert 1024 <= bits < 3072, r
+    # none: no DHE suite at all; ECDHE still works
+    reload_with(p, client_tls_dheparams="none")
+    assert s_client(p, *dhe) == {}
+    assert s_client(p, "-tls1_2")["Ciphersuite"].startswith("ECDHE-RSA-")
+
+
+def test_bad_tls_settings_on_reload_keep_the_previous_context(pgtide, tls_files):
+    p = pgtide.start(client_tls(tls_files, client_tls13_ciphers="TLS_AES_128_GCM_SHA256"))
+    for setting, message in (
+            ({"client_tls_ecdhcurve": "curve25519x"},
+             "client_tls_ecdhcurve curve25519x: unknown group"),
+            ({"client_tls13_ciphers": "TLS_AES_128_GCM_SHA256:TLS_NOPE"},
+             "client_tls13_ciphers TLS_AES_128_GCM_SHA256:TLS_NOPE: ")):
+        p.rewrite(setting)
+        mark = p.log_mark()
+        p.reload()
+        p.wait_log(r"client TLS settings not reloaded, keeping the previous ones: " +
+                   re.escape(message), mark=mark)
+        assert s_client(p)["Ciphersuite"] == "TLS_AES_128_GCM_SHA256"
+        p.rewrite({"client_tls_ecdhcurve": None,
+                   "client_tls13_ciphers": "TLS_AES_128_GCM_SHA256"})
+    # a value config.c knows is wrong stops the whole reload
+    p.rewrite({"client_tls_dheparams": "ffdhe2048"})
+    mark = p.log_mark()
+    p.reload()
+    p.wait_log(r"invalid client_tls_dheparams 'ffdhe2048' \(use none, auto or legacy\)",
+               mark=mark)
+    p.wait_log(r"reload failed; keeping the previous configuration", mark=mark)
+    assert s_client(p)["Ciphersuite"] == "TLS_AES_128_GCM_SHA256"
+
+
 # ---- configuration ----------------------------------------------------------------------------
 
 BAD_SETTINGS = {
@@ -458,6 +585,15 @@ BAD_SETTINGS = {
     "bad-protocols": (lambda t: client_tls(t, client_tls_protocols="tlsv1.9"),
                       "invalid TLS protocol list 'tlsv1.9'"),
     "bad-mode": (lambda t: client_tls(t, "verify"), "invalid sslmode 'verify'"),
+    "bad-tls13-ciphers": (lambda t: client_tls(t, client_tls13_ciphers="TLS_NOPE"),
+                          "client_tls13_ciphers TLS_NOPE: "),
+    "unknown-tls13-cipher-in-list": (
+        lambda t: client_tls(t, client_tls13_ciphers="TLS_AES_128_GCM_SHA256:TLS_NOPE"),
+        "client_tls13_ciphers TLS_AES_128_GCM_SHA256:TLS_NOPE: "),
+    "bad-ecdhcurve": (lambda t: client_tls(t, client_tls_ecdhcurve="secp999r1"),
+                      "client_tls_ecdhcurve secp999r1: unknown group"),
+    "bad-dheparams": (lambda t: {"client_tls_dheparams": "2048"},
+                      "invalid client_tls_dheparams '2048' (use none, auto or legacy)"),
 }
 
 

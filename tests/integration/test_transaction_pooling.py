@@ -120,6 +120,37 @@ def test_server_released_at_ready_for_query_idle(pgtide, pg):
 
 # ---- pipelines and unsynced extended-protocol batches ------------------------------------------
 
+def test_server_round_robin(pgtide):
+    """Which idle server a query gets: by default the most recently used one (LIFO, as
+    PgBouncer), so one server does all the work of a lone client; with server_round_robin
+    the one idle longest (FIFO), so every server takes its turn."""
+    p = pgtide.start({**TX, "default_pool_size": 3, "admin_users": "app"})
+    holders = [p.connect() for _ in range(3)]
+    try:
+        pids = []
+        for c in holders:
+            c.execute("begin")
+            pids.append(c.execute("select pg_backend_pid()").fetchone()[0])
+        assert len(set(pids)) == 3, pids
+        for c in holders:
+            c.execute("commit")  # released in this order: pids[2] is the most recent
+    finally:
+        for c in holders:
+            c.close()
+    with p.connect() as c:
+        seen = [c.execute("select pg_backend_pid()").fetchone()[0] for _ in range(6)]
+        assert seen == [pids[2]] * 6, (pids, seen)
+        with h.AdminConsole(p) as a:
+            a.rows("SET server_round_robin = 1")
+        # the one idle longest first: pids[0], then pids[1], then pids[2] (just used), ...
+        seen = [c.execute("select pg_backend_pid()").fetchone()[0] for _ in range(6)]
+        assert seen == pids * 2, (pids, seen)
+        with h.AdminConsole(p) as a:
+            a.rows("SET server_round_robin = 0")
+        seen = [c.execute("select pg_backend_pid()").fetchone()[0] for _ in range(3)]
+        assert seen == [pids[2]] * 3, (pids, seen)
+
+
 def test_pipelines_from_two_clients_share_one_server(pgtide, table):
     if not psycopg.Pipeline.is_supported():
         pytest.skip("libpq without pipeline mode")

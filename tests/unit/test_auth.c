@@ -394,16 +394,19 @@ static void client_reply(enum tamper tamper, const char *password, uint32_t code
 	}
 }
 
-/* Runs a whole exchange for USER, answering every request the way tamper says. */
-static void run_exchange(enum auth_type type, const struct auth_user *u, const char *password,
-                         enum tamper tamper, struct run *r)
+/*
+ * Runs a whole exchange for USER, answering every request the way tamper says, with iterations
+ * as scram_iterations.
+ */
+static void run_exchange_iter(enum auth_type type, const struct auth_user *u, const char *password,
+                              enum tamper tamper, int iterations, struct run *r)
 {
 	struct pbuf out = {0}, reply = {0};
 	struct scram_client c = {0};
 
 	memset(r, 0, sizeof(*r));
 	r->framing_ok = true;
-	r->status = auth_start(&r->ex, type, USER, u, &out);
+	r->status = auth_start(&r->ex, type, USER, u, iterations, &out);
 	for (int round = 0; round < 8; round++) {
 		size_t off = 0;
 
@@ -438,6 +441,12 @@ static void run_exchange(enum auth_type type, const struct auth_user *u, const c
 	}
 	pbuf_free(&out);
 	pbuf_free(&reply);
+}
+
+static void run_exchange(enum auth_type type, const struct auth_user *u, const char *password,
+                         enum tamper tamper, struct run *r)
+{
+	run_exchange_iter(type, u, password, tamper, SCRAM_DEFAULT_ITERATIONS, r);
 }
 
 /* A user file entry for USER built through the parser, so kinds come from real detection. */
@@ -660,6 +669,84 @@ static void test_challenges(void)
 	auth_free(b.ex);
 }
 
+/* The "i=" of a server-first-message, or -1. */
+static int server_first_iterations(const struct run *r)
+{
+	const char *i = strstr(r->server_first, ",i=");
+	return i ? atoi(i + 3) : -1;
+}
+
+/*
+ * scram_iterations: the count of every verifier pgtide makes (a plain secret's, the mock one of
+ * a user without a SCRAM secret); a stored SCRAM secret keeps its own count.
+ */
+static void test_scram_iterations(void)
+{
+	static const struct {
+		const char *name;
+		enum auth_type type;
+		const char *secret; /* NULL: USER is not in the file */
+		const char *password;
+		int iterations;
+		int want_i;
+		enum auth_status want;
+	} rows[] = {
+	        {"plain secret", AUTH_TYPE_SCRAM, PASSWORD, PASSWORD, 5000, 5000, AUTH_OK},
+	        {"plain secret, one round", AUTH_TYPE_SCRAM, PASSWORD, PASSWORD, 1, 1, AUTH_OK},
+	        {"plain secret, wrong password", AUTH_TYPE_SCRAM, PASSWORD, WRONG, 5000, 5000,
+	         AUTH_FAIL},
+	        {"stored SCRAM secret keeps its count", AUTH_TYPE_SCRAM, SECRET_SCRAM, PASSWORD,
+	         5000, 4096, AUTH_OK},
+	        {"md5 auth, SCRAM secret keeps its count", AUTH_TYPE_MD5, SECRET_SCRAM, PASSWORD,
+	         5000, 4096, AUTH_OK},
+	        {"md5 secret: mock", AUTH_TYPE_SCRAM, SECRET_MD5, PASSWORD, 5000, 5000, AUTH_FAIL},
+	        {"unknown user: mock", AUTH_TYPE_SCRAM, NULL, PASSWORD, 5000, 5000, AUTH_FAIL},
+	        {"unknown user: mock, default", AUTH_TYPE_SCRAM, NULL, PASSWORD, 4096, 4096,
+	         AUTH_FAIL},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct auth_userlist ul = {0};
+		struct run r;
+		if (rows[i].secret)
+			CHECK(make_user(rows[i].secret, &ul), "%s: user file", rows[i].name);
+		run_exchange_iter(rows[i].type, rows[i].secret ? &ul.users[0] : NULL,
+		                  rows[i].password, TAMPER_NONE, rows[i].iterations, &r);
+		CHECK(server_first_iterations(&r) == rows[i].want_i, "%s: i=%d, want %d (%s)",
+		      rows[i].name, server_first_iterations(&r), rows[i].want_i, r.server_first);
+		CHECK(r.status == rows[i].want, "%s: status %d, want %d", rows[i].name,
+		      (int)r.status, (int)rows[i].want);
+		if (rows[i].want == AUTH_OK)
+			CHECK(r.final_ok, "%s: server signature checks out", rows[i].name);
+		auth_free(r.ex);
+		auth_userlist_free(&ul);
+	}
+
+	/* A kept verifier is made again when scram_iterations changes (SET, reload). */
+	struct auth_userlist ul = {0};
+	struct run a, b, c;
+	char salt_a[64] = "", salt_b[64] = "", salt_c[64] = "";
+	CHECK(make_user(PASSWORD, &ul), "iterations change: user file");
+	run_exchange_iter(AUTH_TYPE_SCRAM, &ul.users[0], PASSWORD, TAMPER_NONE, 5000, &a);
+	run_exchange_iter(AUTH_TYPE_SCRAM, &ul.users[0], PASSWORD, TAMPER_NONE, 6000, &b);
+	run_exchange_iter(AUTH_TYPE_SCRAM, &ul.users[0], PASSWORD, TAMPER_NONE, 6000, &c);
+	sscanf(a.server_first, "r=%*[^,],s=%63[^,]", salt_a);
+	sscanf(b.server_first, "r=%*[^,],s=%63[^,]", salt_b);
+	sscanf(c.server_first, "r=%*[^,],s=%63[^,]", salt_c);
+	CHECK(server_first_iterations(&a) == 5000 && server_first_iterations(&b) == 6000 &&
+	              server_first_iterations(&c) == 6000,
+	      "iterations follow the setting: %d, %d, %d", server_first_iterations(&a),
+	      server_first_iterations(&b), server_first_iterations(&c));
+	CHECK(salt_a[0] && strcmp(salt_a, salt_b) != 0, "a new count makes a new verifier");
+	CHECK(salt_b[0] && strcmp(salt_b, salt_c) == 0, "... which is kept while it stays");
+	CHECK(a.status == AUTH_OK && b.status == AUTH_OK && c.status == AUTH_OK && a.final_ok &&
+	              b.final_ok && c.final_ok,
+	      "every login succeeds");
+	auth_free(a.ex);
+	auth_free(b.ex);
+	auth_free(c.ex);
+	auth_userlist_free(&ul);
+}
+
 static void test_misuse(void)
 {
 	struct pbuf out = {0};
@@ -679,6 +766,7 @@ int main(void)
 	test_md5();
 	test_exchanges();
 	test_challenges();
+	test_scram_iterations();
 	test_misuse();
 	UNIT_DONE();
 }

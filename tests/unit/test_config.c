@@ -126,6 +126,7 @@ static void test_defaults(void)
 	        {"unix_socket_mode", "0777"},
 	        {"auth_type", "md5"},
 	        {"auth_file", ""},
+	        {"scram_iterations", "4096"},
 	        {"pool_mode", "session"},
 	        {"max_client_conn", "100"},
 	        {"default_pool_size", "20"},
@@ -136,6 +137,7 @@ static void test_defaults(void)
 	        {"max_user_connections", "0"},
 	        {"max_db_client_connections", "0"},
 	        {"max_user_client_connections", "0"},
+	        {"server_round_robin", "0"},
 	        {"server_reset_query", "DISCARD ALL"},
 	        {"server_reset_query_always", "0"},
 	        {"server_check_query", "select 1"},
@@ -171,6 +173,10 @@ static void test_defaults(void)
 	        {"tcp_keepidle", "0"},
 	        {"tcp_keepintvl", "0"},
 	        {"tcp_keepcnt", "0"},
+	        {"tcp_user_timeout", "0"},
+	        {"tcp_socket_buffer", "0"},
+	        {"tcp_defer_accept", "1"},
+	        {"so_reuseport", "0"},
 	        {"max_prepared_statements", "200"},
 	        {"error_kind_field", "K"},
 	        {"log_error_kinds", "log"},
@@ -184,6 +190,9 @@ static void test_defaults(void)
 	        {"client_tls_ca_file", ""},
 	        {"client_tls_protocols", "secure"},
 	        {"client_tls_ciphers", "fast"},
+	        {"client_tls13_ciphers", ""},
+	        {"client_tls_ecdhcurve", "auto"},
+	        {"client_tls_dheparams", "auto"},
 	        {"server_tls_sslmode", "disable"},
 	        {"server_tls_ca_file", ""},
 	        {"server_tls_key_file", ""},
@@ -219,6 +228,10 @@ static void test_defaults(void)
 	CHECK(cfg.log_connections && cfg.log_disconnections && cfg.log_pooler_errors,
 	      "log_* default on");
 	CHECK(cfg.tcp_keepalive && !cfg.syslog, "tcp_keepalive on, syslog off");
+	CHECK(!cfg.server_round_robin, "server_round_robin off: idle servers reused LIFO");
+	CHECK(cfg.scram_iterations == 4096, "scram_iterations field");
+	CHECK(cfg.tcp_defer_accept == 1 && !cfg.so_reuseport,
+	      "tcp_defer_accept 1, so_reuseport off");
 	CHECK(cfg.n_dbs == 0 && cfg.n_users == 0 && cfg.path == NULL, "no dbs, users or path");
 
 	/* An empty file is the defaults. */
@@ -289,6 +302,20 @@ static void test_values_ok(void)
 	        {"metrics_listen =", "metrics_listen", ""},
 	        {"stats_period = 1", "stats_period", "1"},
 	        {"log_stats = off", "log_stats", "0"},
+	        {"server_round_robin = 1", "server_round_robin", "1"},
+	        {"scram_iterations = 1", "scram_iterations", "1"},
+	        {"scram_iterations = 100000", "scram_iterations", "100000"},
+	        {"so_reuseport = on", "so_reuseport", "1"},
+	        {"tcp_defer_accept = 0", "tcp_defer_accept", "0"},
+	        {"tcp_defer_accept = 45", "tcp_defer_accept", "45"},
+	        {"tcp_socket_buffer = 65536", "tcp_socket_buffer", "65536"},
+	        {"tcp_user_timeout = 30000", "tcp_user_timeout", "30000"},
+	        {"client_tls13_ciphers = TLS_AES_256_GCM_SHA384", "client_tls13_ciphers",
+	         "TLS_AES_256_GCM_SHA384"},
+	        {"client_tls_ecdhcurve = secp384r1", "client_tls_ecdhcurve", "secp384r1"},
+	        {"client_tls_ecdhcurve = none", "client_tls_ecdhcurve", "none"},
+	        {"client_tls_dheparams = none", "client_tls_dheparams", "none"},
+	        {"client_tls_dheparams = Legacy", "client_tls_dheparams", "Legacy"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -392,6 +419,17 @@ static void test_errors(void)
 	        {"[pgtide]\npkt_buf = 511\n", false, 2, "pkt_buf", "out of range"},
 	        {"[pgtide]\nmax_client_conn = -1\n", false, 2, "max_client_conn", "out of range"},
 	        {"[pgtide]\ntcp_keepidle = -5\n", false, 2, "tcp_keepidle", "out of range"},
+	        {"[pgtide]\nscram_iterations = 0\n", false, 2, "scram_iterations",
+	         "value '0' out of range (1..2147483647)"},
+	        {"[pgtide]\ntcp_user_timeout = -1\n", false, 2, "tcp_user_timeout", "out of range"},
+	        {"[pgtide]\ntcp_socket_buffer = 1k\n", false, 2, "tcp_socket_buffer",
+	         "invalid integer value '1k'"},
+	        {"[pgtide]\ntcp_defer_accept = -1\n", false, 2, "tcp_defer_accept", "out of range"},
+	        {"[pgtide]\nso_reuseport = 2\n", false, 2, "so_reuseport", "invalid boolean"},
+	        {"[pgtide]\nserver_round_robin = maybe\n", false, 2, "server_round_robin",
+	         "invalid boolean"},
+	        {"[pgtide]\nclient_tls_dheparams = 2048\n", false, 2, "client_tls_dheparams",
+	         "invalid client_tls_dheparams '2048' (use none, auto or legacy)"},
 	        {"[pgtide]\nunix_socket_mode = 0778\n", false, 2, "unix_socket_mode",
 	         "invalid octal mode value '0778'"},
 	        {"[pgtide]\nunix_socket_mode = rwx\n", false, 2, "unix_socket_mode",
@@ -528,16 +566,12 @@ static void test_warnings(void)
 		const char *key;
 		const char *msg;
 	} rows[] = {
-	        {"[pgtide]\nserver_round_robin = 1\n", 1, 2, "server_round_robin",
-	         "not implemented, ignored"},
 	        {"[pgtide]\nauth_hba_file = hba.conf\n", 1, 2, "auth_hba_file",
-	         "not implemented, ignored"},
-	        {"[pgbouncer]\nclient_tls_ecdhcurve = auto\n", 1, 2, "client_tls_ecdhcurve",
 	         "not implemented, ignored"},
 	        {"[pgtide]\nserver_tls13_ciphers = x\n", 1, 2, "server_tls13_ciphers",
 	         "not implemented, ignored"},
 	        {"[pgtide]\nserver_tls_ciphers = fast\n", 1, 2, "server_tls_ciphers",
-	         "libpq's defaults apply"},
+	         "libpq has no cipher setting"},
 	        {"[pgtide]\nno_such_key = 1\n", 1, 2, "no_such_key", "unknown key, ignored"},
 	        {"[pgtide]\n\ndns_max_ttl = 15\nfoo = 1\nlisten_port = 7000\n", 2, 3, "dns_max_ttl",
 	         "not implemented, ignored"},
@@ -1100,7 +1134,11 @@ static void test_round_trip(void)
 	         "extra_float_digits,options\napplication_name_add_host = yes\n"
 	         "tcp_keepalive = no\ntcp_keepidle = 60\ntcp_keepintvl = 10\ntcp_keepcnt = 4\n"
 	         "max_prepared_statements = 0\nerror_kind_field =\n"
-	         "metrics_listen = 127.0.0.1:9127\nstats_period = 15\nlog_stats = off\n"},
+	         "metrics_listen = 127.0.0.1:9127\nstats_period = 15\nlog_stats = off\n"
+	         "scram_iterations = 10000\nserver_round_robin = 1\ntcp_user_timeout = 9000\n"
+	         "tcp_socket_buffer = 262144\ntcp_defer_accept = 0\nso_reuseport = 1\n"
+	         "client_tls13_ciphers = TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256\n"
+	         "client_tls_ecdhcurve = X25519:P-256\nclient_tls_dheparams = none\n"},
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -1329,7 +1367,9 @@ static void test_setting_view(void)
 	config_each_setting_view(&cfg, view_cb, &w);
 	free(dump_config(&cfg, &n));
 	CHECK(w.count == n, "view walks %d settings, config_each_setting %d", w.count, n);
-	CHECK(w.fixed == 8, "%d settings are fixed at start, expected 8", w.fixed);
+	CHECK(w.fixed == 9, "%d settings are fixed at start, expected 9", w.fixed);
+	CHECK(!config_setting_changeable("so_reuseport"), "so_reuseport is fixed (listeners)");
+	CHECK(config_setting_changeable("tcp_defer_accept"), "tcp_defer_accept is applied live");
 	CHECK(!config_setting_changeable("listen_port"), "listen_port is fixed");
 	CHECK(!config_setting_changeable("nosuchkey"), "an unknown key is not changeable");
 	CHECK(config_setting_changeable("DEFAULT_POOL_SIZE"), "keys match case-insensitively");
@@ -1378,7 +1418,19 @@ static void test_set(void)
 	         "invalid pin_session_state"},
 	        {"client_tls_sslmode", "require", CONFIG_SET_OK, "client_tls_sslmode", "require",
 	         NULL},
-	        {"server_round_robin", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"server_round_robin", "1", CONFIG_SET_OK, "server_round_robin", "1", NULL},
+	        {"scram_iterations", "8192", CONFIG_SET_OK, "scram_iterations", "8192", NULL},
+	        {"scram_iterations", "0", CONFIG_SET_INVALID, "scram_iterations", NULL,
+	         "out of range"},
+	        {"tcp_defer_accept", "0", CONFIG_SET_OK, "tcp_defer_accept", "0", NULL},
+	        {"tcp_user_timeout", "5000", CONFIG_SET_OK, "tcp_user_timeout", "5000", NULL},
+	        {"so_reuseport", "1", CONFIG_SET_FIXED, "so_reuseport", NULL, NULL},
+	        {"client_tls_dheparams", "legacy", CONFIG_SET_OK, "client_tls_dheparams", "legacy",
+	         NULL},
+	        {"client_tls_dheparams", "ffdhe2048", CONFIG_SET_INVALID, "client_tls_dheparams",
+	         NULL, "use none, auto or legacy"},
+	        {"server_tls13_ciphers", "x", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
+	        {"dns_max_ttl", "1", CONFIG_SET_UNSUPPORTED, NULL, NULL, NULL},
 	        {"no_such_setting", "1", CONFIG_SET_UNKNOWN, NULL, NULL, NULL},
 	};
 
@@ -1472,6 +1524,28 @@ static void test_tls_settings(void)
 		CHECK(ok == modes[i].ok && (!ok || m == modes[i].mode), "sslmode '%s'",
 		      modes[i].value);
 	}
+
+	static const struct {
+		const char *value;
+		bool ok;
+		enum config_dheparams dh;
+	} dhes[] = {
+	        {"none", true, CONFIG_DHE_NONE},
+	        {"auto", true, CONFIG_DHE_AUTO},
+	        {"AUTO", true, CONFIG_DHE_AUTO},
+	        {"legacy", true, CONFIG_DHE_LEGACY},
+	        {"", false, 0},
+	        {"2048", false, 0},
+	        {"auto,legacy", false, 0},
+	        {"/etc/ssl/dh.pem", false, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(dhes); i++) {
+		enum config_dheparams d = CONFIG_DHE_NONE;
+		bool ok = config_dheparams_parse(dhes[i].value, &d);
+		CHECK(ok == dhes[i].ok && (!ok || d == dhes[i].dh), "dheparams '%s'",
+		      dhes[i].value);
+	}
+	CHECK(!config_dheparams_parse(NULL, NULL), "dheparams NULL is refused");
 
 	/* TLS settings and a [databases] sslmode are accepted as written. */
 	struct parsed p = {0};

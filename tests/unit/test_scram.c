@@ -208,7 +208,7 @@ static void test_rfc7677(void)
 	char *out = NULL;
 
 	CHECK(scram_parse_secret(RFC_SECRET, &secret), "rfc7677: verifier parses");
-	scram_server_init(&st, &secret, false, "user");
+	scram_server_init(&st, &secret, false, "user", SCRAM_DEFAULT_ITERATIONS);
 	CHECK(scram_server_first_with_nonce(&st, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
 	                                    RFC_SERVER_NONCE, &out) == SCRAM_CONTINUE,
 	      "rfc7677: client-first accepted");
@@ -307,7 +307,8 @@ static void test_client_exchanges(void)
 			                                 sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
 			                                 &secret),
 			      "%s: derive", cases[i].name);
-		scram_server_init(&st, &secret, cases[i].stored_password == NULL, "alice");
+		scram_server_init(&st, &secret, cases[i].stored_password == NULL, "alice",
+		                  SCRAM_DEFAULT_ITERATIONS);
 		test_client_first(&c, cases[i].gs2, "fyko+d2lbbFgONRv9qkxdawL", first,
 		                  sizeof(first));
 		CHECK(scram_server_first(&st, first, strlen(first), &out) == SCRAM_CONTINUE,
@@ -335,16 +336,21 @@ static void test_client_exchanges(void)
 }
 
 /* The server-first a mock exchange sends for user, for comparing salts. */
-static char *mock_server_first(const char *user)
+static char *mock_server_first_iter(const char *user, int iterations)
 {
 	struct scram_state st;
 	char *out = NULL;
 	const char first[] = "n,,n=,r=abc";
 
-	scram_server_init(&st, NULL, true, user);
+	scram_server_init(&st, NULL, true, user, iterations);
 	scram_server_first_with_nonce(&st, first, strlen(first), "XYZ", &out);
 	scram_state_free(&st);
 	return out;
+}
+
+static char *mock_server_first(const char *user)
+{
+	return mock_server_first_iter(user, SCRAM_DEFAULT_ITERATIONS);
 }
 
 static void test_mock(void)
@@ -365,6 +371,20 @@ static void test_mock(void)
 	free(a1);
 	free(a2);
 	free(b);
+
+	/* scram_iterations reaches the mock too, or it would tell unknown users apart. */
+	static const struct {
+		int iterations;
+		const char *want;
+	} iters[] = {{10000, ",i=10000"}, {1, ",i=1"}, {0, ",i=4096"}};
+	for (size_t i = 0; i < sizeof(iters) / sizeof(iters[0]); i++) {
+		char *m = mock_server_first_iter("nobody", iters[i].iterations);
+		size_t n = m ? strlen(m) : 0, w = strlen(iters[i].want);
+		CHECK(m && n > w && strcmp(m + n - w, iters[i].want) == 0,
+		      "mock with %d iterations ends in %s: %s", iters[i].iterations, iters[i].want,
+		      m ? m : "(null)");
+		free(m);
+	}
 }
 
 static void test_malformed_first(void)
@@ -404,7 +424,7 @@ static void test_malformed_first(void)
 		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].msg);
 		enum scram_status status;
 
-		scram_server_init(&st, NULL, true, "alice");
+		scram_server_init(&st, NULL, true, "alice", SCRAM_DEFAULT_ITERATIONS);
 		status = scram_server_first(&st, cases[i].msg, len, &out);
 		CHECK(status == SCRAM_FAIL_PROTOCOL, "first %s: status %d", cases[i].name, status);
 		CHECK_STR(st.error, cases[i].error, "first %s: error \"%s\"", cases[i].name,
@@ -430,7 +450,7 @@ static void test_accepted_first(void)
 		struct scram_state st;
 		char *out = NULL;
 
-		scram_server_init(&st, NULL, true, "alice");
+		scram_server_init(&st, NULL, true, "alice", SCRAM_DEFAULT_ITERATIONS);
 		CHECK(scram_server_first(&st, cases[i].msg, strlen(cases[i].msg), &out) ==
 		              SCRAM_CONTINUE,
 		      "first %s accepted (%s)", cases[i].name, st.error ? st.error : "");
@@ -448,11 +468,11 @@ static void test_size_bound(void)
 
 	memset(big, 'a', len);
 	memcpy(big, "n,,n=,r=", 8);
-	scram_server_init(&st, NULL, true, "alice");
+	scram_server_init(&st, NULL, true, "alice", SCRAM_DEFAULT_ITERATIONS);
 	CHECK(scram_server_first(&st, big, len, &out) == SCRAM_FAIL_PROTOCOL && out == NULL,
 	      "first over 4096 bytes refused");
 	scram_state_free(&st);
-	scram_server_init(&st, NULL, true, "alice");
+	scram_server_init(&st, NULL, true, "alice", SCRAM_DEFAULT_ITERATIONS);
 	CHECK(scram_server_first(&st, big, 4096, &out) == SCRAM_CONTINUE,
 	      "first of exactly 4096 bytes accepted");
 	free(out);
@@ -518,7 +538,7 @@ static void test_malformed_final(void)
 		enum scram_status status;
 
 		scram_parse_secret(RFC_SECRET, &secret);
-		scram_server_init(&st, &secret, false, "user");
+		scram_server_init(&st, &secret, false, "user", SCRAM_DEFAULT_ITERATIONS);
 		scram_server_first_with_nonce(&st, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
 		                              RFC_SERVER_NONCE, &out);
 		free(out);
@@ -543,7 +563,7 @@ static void test_out_of_order(void)
 	char *out = NULL;
 
 	scram_parse_secret(RFC_SECRET, &secret);
-	scram_server_init(&st, &secret, false, "user");
+	scram_server_init(&st, &secret, false, "user", SCRAM_DEFAULT_ITERATIONS);
 	CHECK(scram_server_final(&st, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL), &out) ==
 	              SCRAM_FAIL_PROTOCOL,
 	      "final before first refused");
