@@ -99,6 +99,7 @@ static const struct config_setting config_settings[] = {
         S_INT(max_db_client_connections, "0", 0, INT_MAX),
         S_INT(max_user_client_connections, "0", 0, INT_MAX),
         S_BOOL(server_round_robin, "0"),
+        S_BOOL(disable_pqexec, "0"),
         S_STRING(server_reset_query, "DISCARD ALL"),
         S_BOOL(server_reset_query_always, "0"),
         S_STRING(server_check_query, "select 1"),
@@ -178,7 +179,6 @@ static const char *const config_fixed_settings[] = {
  * still start, so they warn instead of failing.
  */
 static const char *const config_unimplemented_keys[] = {
-        "disable_pqexec",
         "dns_max_ttl",
         "dns_nxdomain_ttl",
         "dns_zone_check_period",

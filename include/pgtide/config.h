@@ -117,6 +117,7 @@ struct config {
 	int max_user_client_connections; /* default 0 = unlimited: clients per user name */
 	bool server_round_robin;  /* off (default): reuse the most recently used idle server (LIFO);
 	                           * on: the one idle longest (FIFO), spreading load */
+	bool disable_pqexec;      /* refuse the simple Query message (and close the client) */
 	char *server_reset_query; /* default "DISCARD ALL" */
 	bool server_reset_query_always; /* run it in transaction mode too; default off */
 	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
