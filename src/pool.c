@@ -769,6 +769,16 @@ void pool_janitor(struct pool *p, int64_t now)
 			server_close(s, "server_idle_timeout reached");
 		}
 	}
+	if (cfg->server_fast_close && p->pool_mode == POOL_MODE_SESSION) {
+		/* Sessions hold their servers: those marked for closing (or past their lifetime)
+		 * and idle between transactions are closed now, with their clients. */
+		for (s = TAILQ_FIRST(&p->active); s; s = next) {
+			next = TAILQ_NEXT(s, link);
+			if (p->server_lifetime > 0 && now - s->created_at > p->server_lifetime)
+				s->close_when_idle = true;
+			server_fast_close(s);
+		}
+	}
 	trim_idle(p);
 	/* Keep min_pool_size servers warm (only once the pool has been used). */
 	while (p->ctx->phase == PT_RUNNING && !p->paused &&

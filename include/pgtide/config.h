@@ -118,6 +118,8 @@ struct config {
 	bool server_round_robin;  /* off (default): reuse the most recently used idle server (LIFO);
 	                           * on: the one idle longest (FIFO), spreading load */
 	bool disable_pqexec;      /* refuse the simple Query message (and close the client) */
+	bool server_fast_close;   /* session pooling: a server marked for closing closes at the
+	                           * end of its client's transaction, and the client with it */
 	char *server_reset_query; /* default "DISCARD ALL" */
 	bool server_reset_query_always; /* run it in transaction mode too; default off */
 	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
