@@ -85,6 +85,7 @@ static const struct config_setting config_settings[] = {
         S_INT(listen_backlog, "128", 0, INT_MAX),
         S_STRING(unix_socket_dir, ""),
         S_MODE(unix_socket_mode, "0777", 0777),
+        S_STRING(unix_socket_group, ""),
         S_AUTH_TYPE(auth_type, "md5"),
         S_STRING(auth_file, ""),
         S_INT(scram_iterations, "4096", 1, INT_MAX),
@@ -171,8 +172,17 @@ static const struct config_setting config_settings[] = {
  * are used, as PgBouncer's reloadable settings are.
  */
 static const char *const config_fixed_settings[] = {
-        "listen_addr", "listen_port", "listen_backlog", "unix_socket_dir", "unix_socket_mode",
-        "pidfile",     "pkt_buf",     "metrics_listen", "so_reuseport",    NULL,
+        "listen_addr",
+        "listen_port",
+        "listen_backlog",
+        "unix_socket_dir",
+        "unix_socket_mode",
+        "unix_socket_group",
+        "pidfile",
+        "pkt_buf",
+        "metrics_listen",
+        "so_reuseport",
+        NULL,
 };
 
 /*
@@ -199,7 +209,6 @@ static const char *const config_unimplemented_keys[] = {
         "job_name",
         "peer_id",
         "syslog_facility",
-        "unix_socket_group",
         "track_extra_parameters",
         NULL,
 };

@@ -102,6 +102,7 @@ struct config {
 	int listen_backlog;       /* default 128 */
 	char *unix_socket_dir;    /* directory for .s.PGSQL.<port>; "" = none */
 	int unix_socket_mode;     /* default 0777 */
+	char *unix_socket_group;  /* group name the socket file is given; "" = ours (default) */
 	enum auth_type auth_type; /* default md5 */
 	char *auth_file;          /* userlist.txt path; relative paths are relative to the ini */
 	int scram_iterations;     /* default 4096: PBKDF2 rounds of verifiers pgtide computes */

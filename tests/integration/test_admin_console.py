@@ -364,8 +364,8 @@ def test_show_config(pgtide):
         assert cfg["admin_users"] == ("app", "", "yes")
         fixed = sorted(k for k, (_, _, ch) in cfg.items() if ch == "no")
         assert fixed == sorted(["listen_addr", "listen_port", "listen_backlog",
-                                "unix_socket_dir", "unix_socket_mode", "pidfile", "pkt_buf",
-                                "metrics_listen", "so_reuseport"])
+                                "unix_socket_dir", "unix_socket_mode", "unix_socket_group",
+                                "pidfile", "pkt_buf", "metrics_listen", "so_reuseport"])
         assert cfg["server_round_robin"] == ("0", "0", "yes")
         assert cfg["tcp_defer_accept"] == ("1", "1", "yes")
         assert cfg["client_tls_dheparams"] == ("auto", "auto", "yes")

@@ -124,6 +124,7 @@ static void test_defaults(void)
 	        {"listen_backlog", "128"},
 	        {"unix_socket_dir", ""},
 	        {"unix_socket_mode", "0777"},
+	        {"unix_socket_group", ""},
 	        {"auth_type", "md5"},
 	        {"auth_file", ""},
 	        {"scram_iterations", "4096"},
@@ -264,6 +265,7 @@ static void test_values_ok(void)
 	        {"  \tlisten_port   =   6000   \t", "listen_port", "6000"},
 	        {"unix_socket_mode = 0700", "unix_socket_mode", "0700"},
 	        {"unix_socket_mode = 755", "unix_socket_mode", "0755"},
+	        {"unix_socket_group = adm", "unix_socket_group", "adm"},
 	        {"auth_type = trust", "auth_type", "trust"},
 	        {"auth_type = any", "auth_type", "any"},
 	        {"auth_type = plain", "auth_type", "plain"},
@@ -1371,7 +1373,8 @@ static void test_setting_view(void)
 	config_each_setting_view(&cfg, view_cb, &w);
 	free(dump_config(&cfg, &n));
 	CHECK(w.count == n, "view walks %d settings, config_each_setting %d", w.count, n);
-	CHECK(w.fixed == 9, "%d settings are fixed at start, expected 9", w.fixed);
+	CHECK(w.fixed == 10, "%d settings are fixed at start, expected 10", w.fixed);
+	CHECK(!config_setting_changeable("unix_socket_group"), "unix_socket_group is fixed");
 	CHECK(!config_setting_changeable("so_reuseport"), "so_reuseport is fixed (listeners)");
 	CHECK(config_setting_changeable("tcp_defer_accept"), "tcp_defer_accept is applied live");
 	CHECK(!config_setting_changeable("listen_port"), "listen_port is fixed");
