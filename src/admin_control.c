@@ -586,11 +586,13 @@ const struct admin_cmd *admin_control_find(const char *word)
 /* Settings whose change the pools must see at once (their limits and mode). */
 static void apply_setting(struct pt_ctx *ctx, const char *name)
 {
-	static const char *const log_keys[] = {"logfile", "syslog", "syslog_ident", "verbose"};
+	static const char *const log_keys[] = {"logfile", "syslog", "syslog_ident",
+	                                       "syslog_facility", "verbose"};
 	for (size_t i = 0; i < sizeof(log_keys) / sizeof(log_keys[0]); i++) {
 		if (strcmp(name, log_keys[i]) == 0 &&
 		    !log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
-		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
+		              ctx->cfg.syslog_facility, ctx->cfg.verbose + ctx->cli.verbose,
+		              ctx->cli.quiet))
 			log_error("could not reopen logfile %s", ctx->cfg.logfile);
 	}
 	if (strncmp(name, "client_tls", 10) == 0) /* client_tls_* and client_tls13_ciphers */

@@ -77,6 +77,7 @@ static bool config_check_metrics_listen(const char *value, char *why, size_t why
 static bool config_check_sslmode(const char *value, char *why, size_t why_len);
 static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
 static bool config_check_dheparams(const char *value, char *why, size_t why_len);
+static bool config_check_syslog_facility(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -125,6 +126,7 @@ static const struct config_setting config_settings[] = {
         S_STRING(pidfile, ""),
         S_BOOL(syslog, "0"),
         S_STRING(syslog_ident, "pgtide"),
+        S_STRING_CHECK(syslog_facility, "daemon", config_check_syslog_facility),
         S_BOOL(log_connections, "1"),
         S_BOOL(log_disconnections, "1"),
         S_BOOL(log_pooler_errors, "1"),
@@ -208,7 +210,6 @@ static const char *const config_unimplemented_keys[] = {
         "service_name",
         "job_name",
         "peer_id",
-        "syslog_facility",
         "track_extra_parameters",
         NULL,
 };
@@ -656,6 +657,31 @@ static bool config_check_error_kind_field(const char *value, char *why, size_t w
 		return false;
 	}
 	return true;
+}
+
+/* In enum config_syslog_facility's order. */
+static const char *const config_syslog_facilities[] = {
+        "auth",   "authpriv", "daemon", "user",   "local0", "local1",
+        "local2", "local3",   "local4", "local5", "local6", "local7",
+};
+
+int config_syslog_facility(const char *name)
+{
+	for (size_t i = 0;
+	     i < sizeof(config_syslog_facilities) / sizeof(config_syslog_facilities[0]); i++)
+		if (name && strcasecmp(name, config_syslog_facilities[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool config_check_syslog_facility(const char *value, char *why, size_t why_len)
+{
+	if (config_syslog_facility(value) >= 0)
+		return true;
+	snprintf(why, why_len,
+	         "invalid syslog facility '%.64s' (auth, authpriv, daemon, user, local0 .. local7)",
+	         value);
+	return false;
 }
 
 static bool config_check_log_level(const char *value, char *why, size_t why_len)

@@ -145,6 +145,7 @@ struct config {
 	char *pidfile;                 /* "" = none */
 	bool syslog;
 	char *syslog_ident;              /* default "pgtide" */
+	char *syslog_facility;           /* default "daemon": see config_syslog_facility() */
 	bool log_connections;            /* default on */
 	bool log_disconnections;         /* default on */
 	bool log_pooler_errors;          /* default on */
@@ -299,6 +300,19 @@ struct config_setting_view {
 void config_each_setting_view(const struct config *cfg,
                               void (*fn)(const struct config_setting_view *v, void *arg),
                               void *arg);
+
+/* syslog_facility names, in this order: auth, authpriv, daemon, user, local0 .. local7. */
+enum config_syslog_facility {
+	CONFIG_SYSLOG_AUTH = 0,
+	CONFIG_SYSLOG_AUTHPRIV,
+	CONFIG_SYSLOG_DAEMON,
+	CONFIG_SYSLOG_USER,
+	CONFIG_SYSLOG_LOCAL0, /* local0 .. local7 follow in order */
+	CONFIG_SYSLOG_N_FACILITIES = CONFIG_SYSLOG_LOCAL0 + 8,
+};
+
+/* The enum config_syslog_facility of a name (case-insensitive), or -1 if it is none. */
+int config_syslog_facility(const char *name);
 
 /* True if key names a setting that SET may change while pgtide runs. */
 bool config_setting_changeable(const char *key);

@@ -105,6 +105,7 @@ def test_bad_pool_mode_option(pgtide, pg):
     ("max_client_conn", "-5x"),
     ("server_idle_timeout", "soon"),
     ("log_connections", "maybe"),
+    ("syslog_facility", "kern"),
 ])
 def test_bad_value_stops_startup(pgtide, key, value):
     p = pgtide.prepare({key: value})
