@@ -134,6 +134,7 @@ static const struct config_setting config_settings[] = {
         S_STRING(admin_users, ""),
         S_STRING(stats_users, ""),
         S_STRING(ignore_startup_parameters, ""),
+        S_STRING(track_extra_parameters, "IntervalStyle"),
         S_BOOL_TEXT(application_name_add_host, "0"),
         S_BOOL(tcp_keepalive, "1"),
         S_INT(tcp_keepidle, "0", 0, INT_MAX),
@@ -210,7 +211,6 @@ static const char *const config_unimplemented_keys[] = {
         "service_name",
         "job_name",
         "peer_id",
-        "track_extra_parameters",
         NULL,
 };
 

@@ -153,6 +153,7 @@ struct config {
 	char *admin_users;               /* comma-separated */
 	char *stats_users;               /* comma-separated */
 	char *ignore_startup_parameters; /* accepted; pgtide honours every parameter anyway */
+	char *track_extra_parameters;    /* accepted; pgtide tracks every parameter anyway */
 	char *application_name_add_host; /* accepted for compatibility */
 	bool tcp_keepalive;              /* default on */
 	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt; /* 0 = OS default */

@@ -497,3 +497,19 @@ def test_unix_socket_group_unknown_stops_startup(pgtide):
     assert r.returncode != 0, r.stderr
     assert "unix_socket_group no_such_group_xyz: no such group" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(p.workdir, f".s.PGSQL.{p.port}"))
+
+
+# ---- track_extra_parameters ---------------------------------------------------------------------
+
+def test_track_extra_parameters_accepted_and_every_parameter_tracked(pgtide):
+    """pgtide tracks every reported parameter a client sets, so track_extra_parameters is
+    accepted without a warning and IntervalStyle (its default) follows each client."""
+    p = pgtide.start({"track_extra_parameters": "IntervalStyle, DateStyle",
+                      "pool_mode": "transaction", "default_pool_size": 1})
+    assert "track_extra_parameters" not in p.log()
+    with p.connect() as a, p.connect(options="-c IntervalStyle=sql_standard") as b:
+        a.execute("SET IntervalStyle = 'iso_8601'")
+        assert b.execute("SHOW IntervalStyle").fetchone() == ("sql_standard",)
+        assert a.execute("SHOW IntervalStyle").fetchone() == ("iso_8601",)
+        assert a.execute("select '1 day'::interval::text").fetchone() == ("P1D",)
+        assert b.execute("SHOW IntervalStyle").fetchone() == ("sql_standard",)
