@@ -108,6 +108,7 @@ static const struct config_setting config_settings[] = {
         S_STRING(server_check_query, "select 1"),
         S_TIME(server_check_delay, "30"),
         S_TIME(server_lifetime, "3600"),
+        S_TIME(autodb_idle_timeout, "3600"),
         S_TIME(server_idle_timeout, "600"),
         S_TIME(server_connect_timeout, "15"),
         S_TIME(server_login_retry, "15"),
@@ -193,25 +194,12 @@ static const char *const config_fixed_settings[] = {
  * still start, so they warn instead of failing.
  */
 static const char *const config_unimplemented_keys[] = {
-        "dns_max_ttl",
-        "dns_nxdomain_ttl",
-        "dns_zone_check_period",
-        "resolv_conf",
-        "autodb_idle_timeout",
-        "suspend_timeout",
-        "sbuf_loopcnt",
-        "auth_hba_file",
-        "auth_ident_file",
-        "auth_ldap_options",
-        "auth_query",
-        "auth_user",
-        "auth_dbname",
-        "user",
-        "conffile",
-        "service_name",
-        "job_name",
-        "peer_id",
-        NULL,
+        "dns_max_ttl",   "dns_nxdomain_ttl", "dns_zone_check_period",
+        "resolv_conf",   "suspend_timeout",  "sbuf_loopcnt",
+        "auth_hba_file", "auth_ident_file",  "auth_ldap_options",
+        "auth_query",    "auth_user",        "auth_dbname",
+        "user",          "conffile",         "service_name",
+        "job_name",      "peer_id",          NULL,
 };
 
 /*

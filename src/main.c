@@ -446,6 +446,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	pool_janitor(p, now);
+	pool_reap_autodb(ctx, now);
 	if (!TAILQ_EMPTY(&ctx->admin_clients))
 		admin_tick(ctx); /* a SUSPEND's buffers may be flushed */
 	metrics_janitor(ctx, now);

@@ -126,6 +126,7 @@ struct config {
 	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
 	int64_t server_check_delay;     /* default 30 s */
 	int64_t server_lifetime;        /* default 3600 s */
+	int64_t autodb_idle_timeout;    /* default 3600 s: drop unused pools made from "*" */
 	int64_t server_idle_timeout;    /* default 600 s */
 	int64_t server_connect_timeout; /* default 15 s */
 	int64_t server_login_retry;     /* default 15 s: wait this long after a failed connect */
