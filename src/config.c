@@ -120,6 +120,7 @@ static const struct config_setting config_settings[] = {
         S_TIME(idle_transaction_timeout, "0"),
         S_TIME(transaction_timeout, "0"),
         S_TIME(shutdown_wait_timeout, "60"),
+        S_TIME(suspend_timeout, "10"),
         S_TIME(cancel_wait_timeout, "10"),
         S_INT(max_packet_size, "2147483647", 1024, INT_MAX),
         S_INT(pkt_buf, "4096", 512, INT_MAX),
@@ -194,12 +195,23 @@ static const char *const config_fixed_settings[] = {
  * still start, so they warn instead of failing.
  */
 static const char *const config_unimplemented_keys[] = {
-        "dns_max_ttl",   "dns_nxdomain_ttl", "dns_zone_check_period",
-        "resolv_conf",   "suspend_timeout",  "sbuf_loopcnt",
-        "auth_hba_file", "auth_ident_file",  "auth_ldap_options",
-        "auth_query",    "auth_user",        "auth_dbname",
-        "user",          "conffile",         "service_name",
-        "job_name",      "peer_id",          NULL,
+        "dns_max_ttl",
+        "dns_nxdomain_ttl",
+        "dns_zone_check_period",
+        "resolv_conf",
+        "sbuf_loopcnt",
+        "auth_hba_file",
+        "auth_ident_file",
+        "auth_ldap_options",
+        "auth_query",
+        "auth_user",
+        "auth_dbname",
+        "user",
+        "conffile",
+        "service_name",
+        "job_name",
+        "peer_id",
+        NULL,
 };
 
 /*

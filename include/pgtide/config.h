@@ -140,6 +140,7 @@ struct config {
 	int64_t shutdown_wait_timeout; /* default 60 s: SIGINT waits at most this long for clients
 	                                */
 	int64_t cancel_wait_timeout;   /* default 10 s */
+	int64_t suspend_timeout;       /* default 10 s: SUSPEND closes what did not flush by then */
 	int max_packet_size;           /* default 2147483647 */
 	int pkt_buf;                   /* default 4096: read chunk size */
 	char *logfile;                 /* "" = stderr only */
