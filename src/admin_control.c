@@ -42,6 +42,7 @@ struct admin_wait {
 	char *db;   /* the database it concerns; NULL: all */
 	char *rest; /* statements after it in the same Query, run once it answers */
 	size_t rest_len;
+	int64_t started; /* pt_now() when it began: SUSPEND gives up after suspend_timeout */
 };
 
 static enum admin_result start_wait(struct client *c, struct pbuf *b, enum admin_wait_kind kind,
@@ -54,6 +55,7 @@ static enum admin_result start_wait(struct client *c, struct pbuf *b, enum admin
 		return ADMIN_FAILED;
 	}
 	w->kind = kind;
+	w->started = pt_now();
 	c->admin_wait = w;
 	return ADMIN_WAITING;
 }
@@ -136,6 +138,43 @@ static bool all_flushed(const struct pt_ctx *ctx)
 }
 
 /*
+ * suspend_timeout ran out: the connections whose buffers did not flush are closed, so that
+ * SUSPEND can answer (PgBouncer's behaviour; a reader that stalls cannot hold it forever).
+ */
+static void drop_unflushed(struct pt_ctx *ctx)
+{
+	struct client *c, *cn;
+	for (c = TAILQ_FIRST(&ctx->clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, all_link);
+		if (!c->admin && c->state != CLIENT_CLOSED && io_outq_len(&c->io) > 0 &&
+		    !c->io.failed)
+			client_close(c, "57P01",
+			             "terminating connection: SUSPEND could not flush it within "
+			             "suspend_timeout");
+	}
+	struct pool *p;
+	TAILQ_FOREACH(p, &ctx->pools, link)
+	{
+		struct server_list *lists[] = {&p->idle, &p->active, &p->used};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+			struct server *s, *sn;
+			for (s = TAILQ_FIRST(lists[i]); s; s = sn) {
+				sn = TAILQ_NEXT(s, link);
+				if (s->io_ready && io_outq_len(&s->io) > 0 && !s->io.failed)
+					server_close(s, "SUSPEND could not flush it within "
+					                "suspend_timeout");
+			}
+		}
+	}
+}
+
+static bool suspend_timed_out(const struct pt_ctx *ctx, const struct admin_wait *w)
+{
+	return w->kind == WAIT_SUSPEND && ctx->pause_mode == PT_SUSPENDED &&
+	       ctx->cfg.suspend_timeout > 0 && pt_now() - w->started >= ctx->cfg.suspend_timeout;
+}
+
+/*
  * Whether w is over: 1 done, -1 called off (RESUME came first; *why says so), 0 not yet.
  */
 static int wait_over(const struct pt_ctx *ctx, const struct admin_wait *w, const char **why)
@@ -200,6 +239,12 @@ again:
 			continue;
 		const char *why = NULL;
 		int over = wait_over(ctx, c->admin_wait, &why);
+		if (over == 0 && suspend_timed_out(ctx, c->admin_wait)) {
+			log_warn("SUSPEND: suspend_timeout reached, closing the connections that "
+			         "did not flush");
+			drop_unflushed(ctx);
+			over = 1; /* what closing them queued (a reset) waits for RESUME */
+		}
 		if (over == 0)
 			continue;
 		/* Answering runs what followed, which may change the list: start over. */
@@ -586,11 +631,13 @@ const struct admin_cmd *admin_control_find(const char *word)
 /* Settings whose change the pools must see at once (their limits and mode). */
 static void apply_setting(struct pt_ctx *ctx, const char *name)
 {
-	static const char *const log_keys[] = {"logfile", "syslog", "syslog_ident", "verbose"};
+	static const char *const log_keys[] = {"logfile", "syslog", "syslog_ident",
+	                                       "syslog_facility", "verbose"};
 	for (size_t i = 0; i < sizeof(log_keys) / sizeof(log_keys[0]); i++) {
 		if (strcmp(name, log_keys[i]) == 0 &&
 		    !log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
-		              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
+		              ctx->cfg.syslog_facility, ctx->cfg.verbose + ctx->cli.verbose,
+		              ctx->cli.quiet))
 			log_error("could not reopen logfile %s", ctx->cfg.logfile);
 	}
 	if (strncmp(name, "client_tls", 10) == 0) /* client_tls_* and client_tls13_ciphers */

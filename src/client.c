@@ -1143,6 +1143,13 @@ static enum pump_action client_on_message(void *arg, char type, const uint8_t *m
 	}
 	if (c->admin)
 		return admin_on_message(c, type, msg, len, whole);
+	if (type == 'Q' && c->ctx->cfg.disable_pqexec) {
+		/* As PgBouncer: the simple protocol may carry several statements in one message
+		 * (an SQL injection vector), so it is refused outright and the session ends.
+		 * 08P01, as PostgreSQL refuses a protocol it does not serve on a connection. */
+		client_close(c, "08P01", "simple query protocol is disabled (disable_pqexec)");
+		return PUMP_CLOSED;
+	}
 	if (c->login_pending)
 		return PUMP_HOLD;
 	if (!c->server) {

@@ -77,6 +77,7 @@ static bool config_check_metrics_listen(const char *value, char *why, size_t why
 static bool config_check_sslmode(const char *value, char *why, size_t why_len);
 static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
 static bool config_check_dheparams(const char *value, char *why, size_t why_len);
+static bool config_check_syslog_facility(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -85,6 +86,7 @@ static const struct config_setting config_settings[] = {
         S_INT(listen_backlog, "128", 0, INT_MAX),
         S_STRING(unix_socket_dir, ""),
         S_MODE(unix_socket_mode, "0777", 0777),
+        S_STRING(unix_socket_group, ""),
         S_AUTH_TYPE(auth_type, "md5"),
         S_STRING(auth_file, ""),
         S_INT(scram_iterations, "4096", 1, INT_MAX),
@@ -99,11 +101,14 @@ static const struct config_setting config_settings[] = {
         S_INT(max_db_client_connections, "0", 0, INT_MAX),
         S_INT(max_user_client_connections, "0", 0, INT_MAX),
         S_BOOL(server_round_robin, "0"),
+        S_BOOL(disable_pqexec, "0"),
+        S_BOOL(server_fast_close, "0"),
         S_STRING(server_reset_query, "DISCARD ALL"),
         S_BOOL(server_reset_query_always, "0"),
         S_STRING(server_check_query, "select 1"),
         S_TIME(server_check_delay, "30"),
         S_TIME(server_lifetime, "3600"),
+        S_TIME(autodb_idle_timeout, "3600"),
         S_TIME(server_idle_timeout, "600"),
         S_TIME(server_connect_timeout, "15"),
         S_TIME(server_login_retry, "15"),
@@ -115,6 +120,7 @@ static const struct config_setting config_settings[] = {
         S_TIME(idle_transaction_timeout, "0"),
         S_TIME(transaction_timeout, "0"),
         S_TIME(shutdown_wait_timeout, "60"),
+        S_TIME(suspend_timeout, "10"),
         S_TIME(cancel_wait_timeout, "10"),
         S_INT(max_packet_size, "2147483647", 1024, INT_MAX),
         S_INT(pkt_buf, "4096", 512, INT_MAX),
@@ -122,6 +128,7 @@ static const struct config_setting config_settings[] = {
         S_STRING(pidfile, ""),
         S_BOOL(syslog, "0"),
         S_STRING(syslog_ident, "pgtide"),
+        S_STRING_CHECK(syslog_facility, "daemon", config_check_syslog_facility),
         S_BOOL(log_connections, "1"),
         S_BOOL(log_disconnections, "1"),
         S_BOOL(log_pooler_errors, "1"),
@@ -129,6 +136,7 @@ static const struct config_setting config_settings[] = {
         S_STRING(admin_users, ""),
         S_STRING(stats_users, ""),
         S_STRING(ignore_startup_parameters, ""),
+        S_STRING(track_extra_parameters, "IntervalStyle"),
         S_BOOL_TEXT(application_name_add_host, "0"),
         S_BOOL(tcp_keepalive, "1"),
         S_INT(tcp_keepidle, "0", 0, INT_MAX),
@@ -169,8 +177,17 @@ static const struct config_setting config_settings[] = {
  * are used, as PgBouncer's reloadable settings are.
  */
 static const char *const config_fixed_settings[] = {
-        "listen_addr", "listen_port", "listen_backlog", "unix_socket_dir", "unix_socket_mode",
-        "pidfile",     "pkt_buf",     "metrics_listen", "so_reuseport",    NULL,
+        "listen_addr",
+        "listen_port",
+        "listen_backlog",
+        "unix_socket_dir",
+        "unix_socket_mode",
+        "unix_socket_group",
+        "pidfile",
+        "pkt_buf",
+        "metrics_listen",
+        "so_reuseport",
+        NULL,
 };
 
 /*
@@ -178,13 +195,10 @@ static const char *const config_fixed_settings[] = {
  * still start, so they warn instead of failing.
  */
 static const char *const config_unimplemented_keys[] = {
-        "disable_pqexec",
         "dns_max_ttl",
         "dns_nxdomain_ttl",
         "dns_zone_check_period",
         "resolv_conf",
-        "autodb_idle_timeout",
-        "suspend_timeout",
         "sbuf_loopcnt",
         "auth_hba_file",
         "auth_ident_file",
@@ -197,10 +211,6 @@ static const char *const config_unimplemented_keys[] = {
         "service_name",
         "job_name",
         "peer_id",
-        "server_fast_close",
-        "syslog_facility",
-        "unix_socket_group",
-        "track_extra_parameters",
         NULL,
 };
 
@@ -647,6 +657,31 @@ static bool config_check_error_kind_field(const char *value, char *why, size_t w
 		return false;
 	}
 	return true;
+}
+
+/* In enum config_syslog_facility's order. */
+static const char *const config_syslog_facilities[] = {
+        "auth",   "authpriv", "daemon", "user",   "local0", "local1",
+        "local2", "local3",   "local4", "local5", "local6", "local7",
+};
+
+int config_syslog_facility(const char *name)
+{
+	for (size_t i = 0;
+	     i < sizeof(config_syslog_facilities) / sizeof(config_syslog_facilities[0]); i++)
+		if (name && strcasecmp(name, config_syslog_facilities[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool config_check_syslog_facility(const char *value, char *why, size_t why_len)
+{
+	if (config_syslog_facility(value) >= 0)
+		return true;
+	snprintf(why, why_len,
+	         "invalid syslog facility '%.64s' (auth, authpriv, daemon, user, local0 .. local7)",
+	         value);
+	return false;
 }
 
 static bool config_check_log_level(const char *value, char *why, size_t why_len)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -240,6 +241,26 @@ static bool listen_tcp(struct pt_ctx *ctx, const char *host, int port)
 	return n > 0;
 }
 
+/* unix_socket_group: with unix_socket_mode 0770 (say), only that group's members connect. */
+static bool set_socket_group(const char *path, const char *group)
+{
+	if (!group || !group[0])
+		return true;
+	errno = 0;
+	struct group *gr = getgrnam(group);
+	if (!gr) {
+		log_error("unix_socket_group %s: %s", group,
+		          errno ? strerror(errno) : "no such group");
+		return false;
+	}
+	if (chown(path, (uid_t)-1, gr->gr_gid) != 0) {
+		log_error("unix_socket_group %s: could not give %s to the group: %s", group, path,
+		          strerror(errno));
+		return false;
+	}
+	return true;
+}
+
 static bool listen_unix(struct pt_ctx *ctx, const char *dir, int port)
 {
 	struct sockaddr_un sun = {0};
@@ -260,6 +281,11 @@ static bool listen_unix(struct pt_ctx *ctx, const char *dir, int port)
 		return false;
 	}
 	chmod(sun.sun_path, (mode_t)ctx->cfg.unix_socket_mode);
+	if (!set_socket_group(sun.sun_path, ctx->cfg.unix_socket_group)) {
+		close(fd);
+		unlink(sun.sun_path);
+		return false;
+	}
 	if (!add_listener(ctx, fd, true, sun.sun_path, sun.sun_path)) {
 		close(fd);
 		return false;

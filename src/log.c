@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pgtide/config.h"
+
 static struct {
 	pthread_mutex_t lock;
 	FILE *file;
@@ -21,14 +23,23 @@ static struct {
 	int verbose;
 	bool quiet;
 	char ident[64]; /* openlog() keeps the pointer: the caller's string may be freed (reload) */
+	int facility;   /* openlog()'s, LOG_DAEMON etc. */
 } log_state = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const level_names[] = {"DEBUG", "LOG", "WARNING", "ERROR", "FATAL"};
 static const int syslog_levels[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT};
 
-bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, int verbose,
-              bool quiet)
+/* In enum config_syslog_facility's order. */
+static const int syslog_facilities[CONFIG_SYSLOG_N_FACILITIES] = {
+        LOG_AUTH,   LOG_AUTHPRIV, LOG_DAEMON, LOG_USER,   LOG_LOCAL0, LOG_LOCAL1,
+        LOG_LOCAL2, LOG_LOCAL3,   LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7,
+};
+
+bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident,
+              const char *syslog_facility, int verbose, bool quiet)
 {
+	int fi = config_syslog_facility(syslog_facility);
+	int facility = syslog_facilities[fi >= 0 ? fi : CONFIG_SYSLOG_DAEMON];
 	FILE *f = NULL;
 	if (logfile && logfile[0]) {
 		f = fopen(logfile, "a");
@@ -42,11 +53,13 @@ bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, in
 	log_state.file = f;
 	const char *ident = syslog_ident && syslog_ident[0] ? syslog_ident : "pgtide";
 	bool new_ident = strncmp(ident, log_state.ident, sizeof(log_state.ident) - 1) != 0;
-	if (use_syslog && (!log_state.use_syslog || new_ident)) {
+	bool new_facility = facility != log_state.facility;
+	if (use_syslog && (!log_state.use_syslog || new_ident || new_facility)) {
 		if (log_state.use_syslog)
 			closelog();
 		snprintf(log_state.ident, sizeof(log_state.ident), "%s", ident);
-		openlog(log_state.ident, LOG_PID, LOG_DAEMON);
+		log_state.facility = facility;
+		openlog(log_state.ident, LOG_PID, facility);
 	} else if (!use_syslog && log_state.use_syslog) {
 		closelog();
 	}

@@ -350,7 +350,8 @@ bool pt_reload(struct pt_ctx *ctx)
 	auth_userlist_free(&ctx->users);
 	ctx->users = nu;
 	if (!log_open(ctx->cfg.logfile, ctx->cfg.syslog, ctx->cfg.syslog_ident,
-	              ctx->cfg.verbose + ctx->cli.verbose, ctx->cli.quiet))
+	              ctx->cfg.syslog_facility, ctx->cfg.verbose + ctx->cli.verbose,
+	              ctx->cli.quiet))
 		log_error("could not reopen logfile %s: %s", ctx->cfg.logfile, strerror(errno));
 	pt_reload_tls(ctx);
 	listener_tune_all(ctx);
@@ -445,6 +446,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool *p;
 	TAILQ_FOREACH(p, &ctx->pools, link)
 	pool_janitor(p, now);
+	pool_reap_autodb(ctx, now);
 	if (!TAILQ_EMPTY(&ctx->admin_clients))
 		admin_tick(ctx); /* a SUSPEND's buffers may be flushed */
 	metrics_janitor(ctx, now);
@@ -626,11 +628,11 @@ int main(int argc, char **argv)
 	if (ctx.cli.backend_url && !ctx.cli.listen)
 		ctx.cli.listen = "127.0.0.1:6432";
 
-	log_open(NULL, false, NULL, ctx.cli.verbose, ctx.cli.quiet);
+	log_open(NULL, false, NULL, NULL, ctx.cli.verbose, ctx.cli.quiet);
 	if (!load_all(&ctx, &ctx.cfg, &ctx.users))
 		return 1;
 	if (!log_open(ctx.cfg.logfile, ctx.cfg.syslog, ctx.cfg.syslog_ident,
-	              ctx.cfg.verbose + ctx.cli.verbose, ctx.cli.quiet)) {
+	              ctx.cfg.syslog_facility, ctx.cfg.verbose + ctx.cli.verbose, ctx.cli.quiet)) {
 		log_fatal("could not open logfile %s: %s", ctx.cfg.logfile, strerror(errno));
 		config_free(&ctx.cfg);
 		return 1;

@@ -769,6 +769,16 @@ void pool_janitor(struct pool *p, int64_t now)
 			server_close(s, "server_idle_timeout reached");
 		}
 	}
+	if (cfg->server_fast_close && p->pool_mode == POOL_MODE_SESSION) {
+		/* Sessions hold their servers: those marked for closing (or past their lifetime)
+		 * and idle between transactions are closed now, with their clients. */
+		for (s = TAILQ_FIRST(&p->active); s; s = next) {
+			next = TAILQ_NEXT(s, link);
+			if (p->server_lifetime > 0 && now - s->created_at > p->server_lifetime)
+				s->close_when_idle = true;
+			server_fast_close(s);
+		}
+	}
 	trim_idle(p);
 	/* Keep min_pool_size servers warm (only once the pool has been used). */
 	while (p->ctx->phase == PT_RUNNING && !p->paused &&
@@ -806,6 +816,50 @@ void pool_janitor(struct pool *p, int64_t now)
 				client_close(c, "57P05",
 				             "terminating connection due to idle-session timeout");
 		}
+	}
+}
+
+/* True if anything still points at p: a client or server on its way to be freed, a kick. */
+static bool pool_referenced(const struct pt_ctx *ctx, const struct pool *p)
+{
+	const struct client *c;
+	TAILQ_FOREACH(c, &ctx->zombie_clients, all_link)
+	if (c->pool == p)
+		return true;
+	const struct server *s;
+	TAILQ_FOREACH(s, &ctx->zombie_servers, link)
+	if (s->pool == p)
+		return true;
+	for (size_t i = 0; i < ctx->n_kick_pools; i++)
+		if (ctx->kick_pools[i] == p)
+			return true;
+	return false;
+}
+
+void pool_reap_autodb(struct pt_ctx *ctx, int64_t now)
+{
+	int64_t timeout = ctx->cfg.autodb_idle_timeout;
+	struct pool *p, *next;
+	for (p = TAILQ_FIRST(&ctx->pools); p; p = next) {
+		next = TAILQ_NEXT(p, link);
+		bool empty = p->n_login_wait + p->n_idle_clients + p->n_waiting_clients +
+		                             p->n_active_clients ==
+		                     0 &&
+		             pool_server_count(p) == 0;
+		if (!empty) {
+			p->empty_since = 0;
+			continue;
+		}
+		if (p->empty_since == 0)
+			p->empty_since = now;
+		if (timeout <= 0 || now - p->empty_since < timeout)
+			continue;
+		const struct config_db *db = config_find_db(&ctx->cfg, p->db_name);
+		if (!db || strcmp(db->name, "*") != 0 || pool_referenced(ctx, p))
+			continue; /* a database of its own stays listed, as in PgBouncer */
+		PLOG(LOG_LEVEL_LOG, p, "autodb_idle_timeout reached: pool removed");
+		TAILQ_REMOVE(&ctx->pools, p, link);
+		pool_free(p);
 	}
 }
 

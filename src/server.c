@@ -1139,10 +1139,31 @@ static enum pump_action server_on_message(void *arg, char type, const uint8_t *m
  * nothing the client sent is still in flight (a pipelined batch, an extended-protocol batch
  * without its Sync, a COPY, or a message half-forwarded).
  */
+bool server_fast_close(struct server *s)
+{
+	struct client *c = s->client;
+	if (!s->close_when_idle || !s->ctx->cfg.server_fast_close || !c ||
+	    s->pool->pool_mode != POOL_MODE_SESSION || s->state != SERVER_ACTIVE)
+		return false;
+	/* Only between transactions, with nothing in flight: no work is lost, only the
+	 * session (PgBouncer's promise for this setting). */
+	if (c->login_pending || s->txn_status != 'I' || s->rfq_pending > 0 ||
+	    s->internal_pending > 0 || s->unsynced || s->copy_in || s->holding_ready ||
+	    c->io.stream_left > 0)
+		return false;
+	/* 57P01, as PostgreSQL ends a session an administrator's action ends. */
+	client_close(c, "57P01",
+	             "terminating connection: its server connection is being replaced "
+	             "(server_fast_close); reconnect");
+	return true;
+}
+
 static void maybe_release(struct server *s)
 {
 	struct client *c = s->client;
 	enum pool_mode mode = s->pool->pool_mode;
+	if (mode == POOL_MODE_SESSION && server_fast_close(s))
+		return;
 	if (!c || mode == POOL_MODE_SESSION || c->login_pending)
 		return;
 	if (s->rfq_pending > 0 || s->unsynced || s->copy_in)

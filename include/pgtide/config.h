@@ -102,6 +102,7 @@ struct config {
 	int listen_backlog;       /* default 128 */
 	char *unix_socket_dir;    /* directory for .s.PGSQL.<port>; "" = none */
 	int unix_socket_mode;     /* default 0777 */
+	char *unix_socket_group;  /* group name the socket file is given; "" = ours (default) */
 	enum auth_type auth_type; /* default md5 */
 	char *auth_file;          /* userlist.txt path; relative paths are relative to the ini */
 	int scram_iterations;     /* default 4096: PBKDF2 rounds of verifiers pgtide computes */
@@ -117,11 +118,15 @@ struct config {
 	int max_user_client_connections; /* default 0 = unlimited: clients per user name */
 	bool server_round_robin;  /* off (default): reuse the most recently used idle server (LIFO);
 	                           * on: the one idle longest (FIFO), spreading load */
+	bool disable_pqexec;      /* refuse the simple Query message (and close the client) */
+	bool server_fast_close;   /* session pooling: a server marked for closing closes at the
+	                           * end of its client's transaction, and the client with it */
 	char *server_reset_query; /* default "DISCARD ALL" */
 	bool server_reset_query_always; /* run it in transaction mode too; default off */
 	char *server_check_query;       /* default "select 1" (accepted for compatibility) */
 	int64_t server_check_delay;     /* default 30 s */
 	int64_t server_lifetime;        /* default 3600 s */
+	int64_t autodb_idle_timeout;    /* default 3600 s: drop unused pools made from "*" */
 	int64_t server_idle_timeout;    /* default 600 s */
 	int64_t server_connect_timeout; /* default 15 s */
 	int64_t server_login_retry;     /* default 15 s: wait this long after a failed connect */
@@ -135,12 +140,14 @@ struct config {
 	int64_t shutdown_wait_timeout; /* default 60 s: SIGINT waits at most this long for clients
 	                                */
 	int64_t cancel_wait_timeout;   /* default 10 s */
+	int64_t suspend_timeout;       /* default 10 s: SUSPEND closes what did not flush by then */
 	int max_packet_size;           /* default 2147483647 */
 	int pkt_buf;                   /* default 4096: read chunk size */
 	char *logfile;                 /* "" = stderr only */
 	char *pidfile;                 /* "" = none */
 	bool syslog;
 	char *syslog_ident;              /* default "pgtide" */
+	char *syslog_facility;           /* default "daemon": see config_syslog_facility() */
 	bool log_connections;            /* default on */
 	bool log_disconnections;         /* default on */
 	bool log_pooler_errors;          /* default on */
@@ -148,6 +155,7 @@ struct config {
 	char *admin_users;               /* comma-separated */
 	char *stats_users;               /* comma-separated */
 	char *ignore_startup_parameters; /* accepted; pgtide honours every parameter anyway */
+	char *track_extra_parameters;    /* accepted; pgtide tracks every parameter anyway */
 	char *application_name_add_host; /* accepted for compatibility */
 	bool tcp_keepalive;              /* default on */
 	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt; /* 0 = OS default */
@@ -295,6 +303,19 @@ struct config_setting_view {
 void config_each_setting_view(const struct config *cfg,
                               void (*fn)(const struct config_setting_view *v, void *arg),
                               void *arg);
+
+/* syslog_facility names, in this order: auth, authpriv, daemon, user, local0 .. local7. */
+enum config_syslog_facility {
+	CONFIG_SYSLOG_AUTH = 0,
+	CONFIG_SYSLOG_AUTHPRIV,
+	CONFIG_SYSLOG_DAEMON,
+	CONFIG_SYSLOG_USER,
+	CONFIG_SYSLOG_LOCAL0, /* local0 .. local7 follow in order */
+	CONFIG_SYSLOG_N_FACILITIES = CONFIG_SYSLOG_LOCAL0 + 8,
+};
+
+/* The enum config_syslog_facility of a name (case-insensitive), or -1 if it is none. */
+int config_syslog_facility(const char *name);
 
 /* True if key names a setting that SET may change while pgtide runs. */
 bool config_setting_changeable(const char *key);

@@ -12,9 +12,10 @@ enum log_level {
 	LOG_LEVEL_FATAL,
 };
 
-/* Opens (or reopens, on SIGHUP for log rotation) the log file; "" or NULL means none. */
-bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident, int verbose,
-              bool quiet);
+/* Opens (or reopens, on SIGHUP for log rotation) the log file; "" or NULL means none.
+ * syslog_facility is a syslog_facility name (NULL: daemon). */
+bool log_open(const char *logfile, bool use_syslog, const char *syslog_ident,
+              const char *syslog_facility, int verbose, bool quiet);
 void log_close(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -78,6 +78,7 @@ struct pool {
 	bool login_differs; /* that set differs from welcome: check it on a server */
 	bool have_welcome;
 	int64_t last_connect_failure; /* monotonic usec, 0 = none */
+	int64_t empty_since; /* monotonic usec since it had no client and no server, 0 = in use */
 	int64_t fd_short_at; /* last connect that found pgtide out of descriptors, 0 = none */
 	char fail_sqlstate[6];
 	char *fail_message;
@@ -121,6 +122,10 @@ void pool_server_connect_no_fd(struct pool *p, const char *message);
 
 /* Periodic work: idle timeouts, lifetimes, min_pool_size, wait timeouts. */
 void pool_janitor(struct pool *p, int64_t now);
+
+/* autodb_idle_timeout: frees the pools made from the "*" entry that have had no client and no
+ * server for that long (with them go their SHOW POOLS and SHOW DATABASES rows). */
+void pool_reap_autodb(struct pt_ctx *ctx, int64_t now);
 
 /* Re-reads the pool's settings from ctx->cfg after a reload, its clients' too. */
 void pool_refresh(struct pool *p);

@@ -113,6 +113,13 @@ void server_link(struct server *s, struct client *c);
  */
 void server_release(struct server *s, bool client_gone);
 
+/*
+ * server_fast_close: in session pooling, a server marked for closing (close_when_idle) whose
+ * client is between transactions is closed now rather than when the session ends, and its
+ * client is disconnected so that it notices the session is gone. Returns true if it did.
+ */
+bool server_fast_close(struct server *s);
+
 /* Closes s (logs why), unlinks it, and defers the free. */
 void server_close(struct server *s, const char *why);
 

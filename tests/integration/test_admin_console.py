@@ -364,8 +364,8 @@ def test_show_config(pgtide):
         assert cfg["admin_users"] == ("app", "", "yes")
         fixed = sorted(k for k, (_, _, ch) in cfg.items() if ch == "no")
         assert fixed == sorted(["listen_addr", "listen_port", "listen_backlog",
-                                "unix_socket_dir", "unix_socket_mode", "pidfile", "pkt_buf",
-                                "metrics_listen", "so_reuseport"])
+                                "unix_socket_dir", "unix_socket_mode", "unix_socket_group",
+                                "pidfile", "pkt_buf", "metrics_listen", "so_reuseport"])
         assert cfg["server_round_robin"] == ("0", "0", "yes")
         assert cfg["tcp_defer_accept"] == ("1", "1", "yes")
         assert cfg["client_tls_dheparams"] == ("auto", "auto", "yes")
@@ -555,6 +555,47 @@ def test_suspend_resume(pgtide):
         refused(adm, "SUSPEND", "55000", "cannot suspend with paused databases")
         adm.rows("RESUME other")
         assert c.execute("SELECT 3").fetchone() == (3,)
+
+
+def _stalled_reader(p):
+    """A client whose query answers far more than the socket buffers hold, and that never
+    reads: pgtide's buffer for it cannot flush."""
+    r = p.raw(timeout=30)
+    assert r.login("app", "app", "app").ok
+    r.send(h.query_message("select repeat('x', 1048576) from generate_series(1, 96)"))
+    time.sleep(1.5)  # the rows fill the socket buffers and pgtide's queue
+    return r
+
+
+@pytest.mark.deadline(90)
+def test_suspend_timeout_closes_a_client_that_does_not_read(pgtide):
+    p = start(pgtide, suspend_timeout=1)
+    with _stalled_reader(p) as r, console(p) as adm:
+        t0 = time.monotonic()
+        job = h.Background(adm.rows, "SUSPEND")
+        job.result(timeout=30)  # answered once suspend_timeout closed the stalled client
+        assert time.monotonic() - t0 >= 0.9  # it did wait for the flush first
+        assert state(adm)["suspended"] == "yes"
+        p.wait_log("SUSPEND could not flush it within suspend_timeout")
+        adm.rows("RESUME")
+        _, closed = r.read_until_closed(timeout=30)
+        assert closed, "the stalled client is still connected"
+    assert one_query(p, "SELECT 5") == (5,)
+
+
+@pytest.mark.deadline(90)
+def test_suspend_waits_for_a_reader_within_suspend_timeout(pgtide):
+    p = start(pgtide, suspend_timeout=60)
+    with _stalled_reader(p) as r, console(p) as adm, console(p) as adm2:
+        job = h.Background(adm.rows, "SUSPEND")
+        time.sleep(3)
+        assert not job.done(), "SUSPEND answered with a buffer not flushed"
+        adm2.rows("RESUME")  # calls the waiting SUSPEND off
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            job.result(timeout=10)
+        assert "suspend_timeout" not in p.log()
+        r.abort()
+    assert one_query(p, "SELECT 6") == (6,)
 
 
 # ---- DISABLE / ENABLE --------------------------------------------------------------------------

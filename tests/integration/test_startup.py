@@ -1,9 +1,11 @@
 """Start-up: the command line, the config file, logging, the first packet and the startup
 parameters, and the errors pgtide raises before a query runs."""
 
+import grp
 import os
 import re
 import socket
+import stat
 import time
 
 import psycopg
@@ -103,6 +105,7 @@ def test_bad_pool_mode_option(pgtide, pg):
     ("max_client_conn", "-5x"),
     ("server_idle_timeout", "soon"),
     ("log_connections", "maybe"),
+    ("syslog_facility", "kern"),
 ])
 def test_bad_value_stops_startup(pgtide, key, value):
     p = pgtide.prepare({key: value})
@@ -464,3 +467,49 @@ def test_backend_parameter_at_startup_like_postgres(pgtide, pg):
         qr = c.query("show ignore_system_indexes")
         assert not qr.errors, qr.errors
         assert qr.results[0][1] == [("on",)]
+
+
+# ---- unix_socket_group --------------------------------------------------------------------------
+
+def test_unix_socket_group(pgtide):
+    """The socket file belongs to unix_socket_group (a group other than ours), with
+    unix_socket_mode; clients still connect through it."""
+    gid = grp.getgrnam("adm").gr_gid
+    if os.geteuid() != 0 and gid not in os.getgroups():
+        pytest.skip("neither root nor a member of adm: cannot give a file to it")
+    assert gid != os.getegid()
+    p = pgtide.prepare({"unix_socket_mode": "0770", "unix_socket_group": "adm"})
+    p.rewrite({"unix_socket_dir": p.workdir})
+    p.spawn()
+    p.wait_ready()
+    st = os.stat(os.path.join(p.workdir, f".s.PGSQL.{p.port}"))
+    assert st.st_gid == gid
+    assert stat.S_IMODE(st.st_mode) == 0o770
+    with psycopg.connect(host=p.workdir, port=p.port, user="app", password="app",
+                         dbname="app", autocommit=True) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_unix_socket_group_unknown_stops_startup(pgtide):
+    p = pgtide.prepare({"unix_socket_group": "no_such_group_xyz"})
+    p.rewrite({"unix_socket_dir": p.workdir})
+    r = pgtide.run([p.ini_path])
+    assert r.returncode != 0, r.stderr
+    assert "unix_socket_group no_such_group_xyz: no such group" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(p.workdir, f".s.PGSQL.{p.port}"))
+
+
+# ---- track_extra_parameters ---------------------------------------------------------------------
+
+def test_track_extra_parameters_accepted_and_every_parameter_tracked(pgtide):
+    """pgtide tracks every reported parameter a client sets, so track_extra_parameters is
+    accepted without a warning and IntervalStyle (its default) follows each client."""
+    p = pgtide.start({"track_extra_parameters": "IntervalStyle, DateStyle",
+                      "pool_mode": "transaction", "default_pool_size": 1})
+    assert "track_extra_parameters" not in p.log()
+    with p.connect() as a, p.connect(options="-c IntervalStyle=sql_standard") as b:
+        a.execute("SET IntervalStyle = 'iso_8601'")
+        assert b.execute("SHOW IntervalStyle").fetchone() == ("sql_standard",)
+        assert a.execute("SHOW IntervalStyle").fetchone() == ("iso_8601",)
+        assert a.execute("select '1 day'::interval::text").fetchone() == ("P1D",)
+        assert b.execute("SHOW IntervalStyle").fetchone() == ("sql_standard",)
