@@ -124,78 +124,80 @@ def test_verbose_adds_debug_lines(pgtide):
     p.wait_log(r"DEBUG .*linked to client c\d+")
 
 
-def test_syslog(pgtide):
-    """syslog = 1 sends the lines to syslog(3), i.e. /dev/log. The test stands in for the
-    syslog daemon where none runs (as root, on a machine without /dev/log)."""
+@pytest.fixture
+def dev_log():
+    """Stands in for the syslog daemon at /dev/log (as root, on a machine without one) and
+    yields the bound datagram socket. The plain and the ASan suite run side by side and /dev/log
+    is one path for both: a lock file keeps them from binding or unlinking it in turn."""
+    import fcntl
     import socket
-    if os.path.exists("/dev/log") or os.geteuid() != 0:
-        pytest.skip("a syslog daemon owns /dev/log (or not root): cannot read what it gets")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.bind("/dev/log")
-    except OSError as e:
-        sock.close()
-        pytest.skip(f"cannot stand in for syslog at /dev/log: {e}")
-    try:
-        sock.settimeout(5)
-        p = pgtide.start({**ON, "syslog": 1, "syslog_ident": "tidetest",
-                          "pool_mode": "transaction"})
-        with p.connect() as c:
-            c.execute("select 1")
-        got = []
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not any("closing because" in g for g in got):
-            try:
-                got.append(sock.recv(65536).decode(errors="replace"))
-            except socket.timeout:
-                break
-        p.stop()
-    finally:
-        sock.close()
-        os.unlink("/dev/log")
+    if os.geteuid() != 0:
+        pytest.skip("not root: cannot stand in for syslog at /dev/log")
+    with open("/tmp/pgtide-test-devlog.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists("/dev/log"):
+            pytest.skip("a syslog daemon owns /dev/log: cannot read what it gets")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind("/dev/log")
+        except OSError as e:
+            sock.close()
+            pytest.skip(f"cannot stand in for syslog at /dev/log: {e}")
+        try:
+            sock.settimeout(5)
+            yield sock
+        finally:
+            sock.close()
+            os.unlink("/dev/log")
+
+
+def test_syslog(pgtide, dev_log):
+    """syslog = 1 sends the lines to syslog(3), i.e. /dev/log."""
+    import socket
+    sock = dev_log
+    p = pgtide.start({**ON, "syslog": 1, "syslog_ident": "tidetest",
+                      "pool_mode": "transaction"})
+    with p.connect() as c:
+        c.execute("select 1")
+    got = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("closing because" in g for g in got):
+        try:
+            got.append(sock.recv(65536).decode(errors="replace"))
+        except socket.timeout:
+            break
+    p.stop()
     assert any(re.search(r"tidetest\[\d+\]: LOG app/app@127\.0\.0\.1:\d+ c\d+ login attempt",
                          g) for g in got), got
     assert any("closing because: client sent Terminate" in g for g in got), got
 
 
-def test_syslog_facility(pgtide):
+def test_syslog_facility(pgtide, dev_log):
     """syslog_facility sets the facility of the datagrams (PRI = facility * 8 + severity)."""
     import socket
-    if os.path.exists("/dev/log") or os.geteuid() != 0:
-        pytest.skip("a syslog daemon owns /dev/log (or not root): cannot read what it gets")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.bind("/dev/log")
-    except OSError as e:
-        sock.close()
-        pytest.skip(f"cannot stand in for syslog at /dev/log: {e}")
+    sock = dev_log
     got = []
-    try:
-        sock.settimeout(5)
-        p = pgtide.start({**ON, "syslog": 1, "syslog_ident": "tidefac",
-                          "syslog_facility": "local3", "admin_users": "app"})
-        with p.connect() as c:
-            c.execute("select 1")
+    p = pgtide.start({**ON, "syslog": 1, "syslog_ident": "tidefac",
+                      "syslog_facility": "local3", "admin_users": "app"})
+    with p.connect() as c:
+        c.execute("select 1")
 
-        def drain(pri):
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not any(
-                    g.startswith(pri) and "closing because" in g for g in got):
-                try:
-                    got.append(sock.recv(65536).decode(errors="replace"))
-                except socket.timeout:
-                    break
-        drain("<158>")  # local3 (19) * 8 + info (6)
-        # SET on the console reopens syslog with the new facility.
-        with h.AdminConsole(p) as adm:
-            adm.rows("SET syslog_facility = 'user'")
-        with p.connect() as c:
-            c.execute("select 2")
-        drain("<14>")  # user (1) * 8 + info (6)
-        p.stop()
-    finally:
-        sock.close()
-        os.unlink("/dev/log")
+    def drain(pri):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                g.startswith(pri) and "closing because" in g for g in got):
+            try:
+                got.append(sock.recv(65536).decode(errors="replace"))
+            except socket.timeout:
+                break
+    drain("<158>")  # local3 (19) * 8 + info (6)
+    # SET on the console reopens syslog with the new facility.
+    with h.AdminConsole(p) as adm:
+        adm.rows("SET syslog_facility = 'user'")
+    with p.connect() as c:
+        c.execute("select 2")
+    drain("<14>")  # user (1) * 8 + info (6)
+    p.stop()
     local3 = [g for g in got if "tidefac[" in g and g.startswith("<158>")]  # local3.info
     assert any("login attempt" in g for g in local3), got
     user = [g for g in got if "tidefac[" in g and g.startswith("<14>")]  # user.info
