@@ -11,16 +11,13 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "pgtide/pin.h"
+#include "pgtide/config_int.h"
 
 /* PgBouncer has no limit; ours keeps a corrupt or hostile file from costing unbounded memory. */
 #define CONFIG_MAX_LINE 65536
 #define CONFIG_MAX_FILE (16 * 1024 * 1024)
 /* An include loop would otherwise recurse until the stack runs out. */
 #define CONFIG_MAX_INCLUDE_DEPTH 10
-#define CONFIG_USEC              1000000
-/* The largest whole number of seconds whose microseconds still fit in an int64_t. */
-#define CONFIG_MAX_SECONDS (INT64_MAX / CONFIG_USEC - 1)
 /* Enough for any rendered number and every error message we format (values are cut short). */
 #define CONFIG_MSG_MAX 512
 
@@ -69,15 +66,6 @@ struct config_setting {
 #define S_TIME(f, def) {#f, CONFIG_T_TIME, CONFIG_FIELD(f, int64_t), def, 0, 0, NULL}
 #define S_MODE(f, def, max) {#f, CONFIG_T_MODE, CONFIG_FIELD(f, int), def, 0, max, NULL}
 /* clang-format on */
-
-static bool config_check_error_kind_field(const char *value, char *why, size_t why_len);
-static bool config_check_log_level(const char *value, char *why, size_t why_len);
-static bool config_check_pin_mode(const char *value, char *why, size_t why_len);
-static bool config_check_metrics_listen(const char *value, char *why, size_t why_len);
-static bool config_check_sslmode(const char *value, char *why, size_t why_len);
-static bool config_check_tls_protocols(const char *value, char *why, size_t why_len);
-static bool config_check_dheparams(const char *value, char *why, size_t why_len);
-static bool config_check_syslog_facility(const char *value, char *why, size_t why_len);
 
 /* Every setting pgtide implements, in SHOW CONFIG order. Defaults follow PgBouncer's. */
 static const struct config_setting config_settings[] = {
@@ -224,30 +212,6 @@ static const char *const config_unimplemented_tls_keys[] = {
         NULL,
 };
 
-struct config_name {
-	const char *name;
-	int value;
-};
-
-static const struct config_name config_pool_modes[] = {
-        {"session", POOL_MODE_SESSION},
-        {"transaction", POOL_MODE_TRANSACTION},
-        {"statement", POOL_MODE_STATEMENT},
-        {NULL, 0},
-};
-
-static const struct config_name config_auth_types[] = {
-        {"trust", AUTH_TYPE_TRUST},         {"any", AUTH_TYPE_ANY},
-        {"plain", AUTH_TYPE_PLAIN},         {"md5", AUTH_TYPE_MD5},
-        {"scram-sha-256", AUTH_TYPE_SCRAM}, {NULL, 0},
-};
-
-/* PgBouncer auth_type values pgtide cannot honour: failing beats silently weaker auth. */
-static const char *const config_unsupported_auth_types[] = {"hba", "cert", "pam", "ldap", NULL};
-
-/* Field codes PostgreSQL's ErrorResponse uses; error_kind_field must not collide with them. */
-static const char config_pg_error_fields[] = "SVCMDHPpqWstcdnFLR";
-
 /* How a per-database or per-user option is stored. */
 enum config_opt_type {
 	CONFIG_OPT_INT,       /* int >= 0 */
@@ -333,23 +297,7 @@ struct config_parse_ctx {
 	int depth;
 };
 
-enum config_value_result {
-	CONFIG_VALUE_OK,
-	CONFIG_VALUE_INVALID, /* why says what is wrong */
-	CONFIG_VALUE_OOM,
-};
-
 /* --- small string helpers --- */
-
-static bool config_is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
-static bool config_is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
 
 /* Trims s in place and returns the first non-space character. */
 static char *config_trim(char *s)
@@ -526,329 +474,6 @@ void config_diags_free(struct config_diag *d, size_t n)
 	free(d);
 }
 
-/* --- value parsers --- */
-
-static enum config_value_result config_parse_int(const char *value, int base, int64_t min,
-                                                 int64_t max, int *out, char *why, size_t why_len)
-{
-	char *end;
-	long long v;
-
-	/* strtoll would skip leading blanks and accept a sign we never want for a count. */
-	if (!config_is_digit(value[0]) && !(value[0] == '-' && config_is_digit(value[1]))) {
-		snprintf(why, why_len, "invalid %s value '%.100s'",
-		         base == 8 ? "octal mode" : "integer", value);
-		return CONFIG_VALUE_INVALID;
-	}
-	errno = 0;
-	v = strtoll(value, &end, base);
-	if (*end != '\0') {
-		snprintf(why, why_len, "invalid %s value '%.100s'",
-		         base == 8 ? "octal mode" : "integer", value);
-		return CONFIG_VALUE_INVALID;
-	}
-	if (errno == ERANGE || v < min || v > max) {
-		if (base == 8)
-			snprintf(why, why_len,
-			         "mode '%.100s' out of range (%04" PRIo64 "..%04" PRIo64 ")", value,
-			         (uint64_t)min, (uint64_t)max);
-		else
-			snprintf(why, why_len,
-			         "value '%.100s' out of range (%" PRId64 "..%" PRId64 ")", value,
-			         min, max);
-		return CONFIG_VALUE_INVALID;
-	}
-	*out = (int)v;
-	return CONFIG_VALUE_OK;
-}
-
-static bool config_parse_bool(const char *value, bool *out)
-{
-	static const struct config_name names[] = {
-	        {"1", 1},     {"0", 0},   {"on", 1}, {"off", 0}, {"true", 1},
-	        {"false", 0}, {"yes", 1}, {"no", 0}, {NULL, 0},
-	};
-
-	for (const struct config_name *n = names; n->name; n++) {
-		if (strcasecmp(n->name, value) == 0) {
-			*out = n->value != 0;
-			return true;
-		}
-	}
-	return false;
-}
-
-/*
- * Seconds, possibly fractional, to microseconds. Parsed by hand rather than with strtod so the
- * result is exact ("0.1" is 100000) and does not depend on the locale's decimal point.
- * Digits past the microsecond are dropped.
- */
-static bool config_parse_time(const char *value, int64_t *out)
-{
-	const char *p = value;
-	int64_t sec = 0, frac = 0;
-	int n_frac = 0;
-	bool digits = false;
-
-	for (; config_is_digit(*p); p++) {
-		digits = true;
-		if (sec > (CONFIG_MAX_SECONDS - (*p - '0')) / 10)
-			return false;
-		sec = sec * 10 + (*p - '0');
-	}
-	if (*p == '.') {
-		for (p++; config_is_digit(*p); p++) {
-			digits = true;
-			if (n_frac < 6) {
-				frac = frac * 10 + (*p - '0');
-				n_frac++;
-			}
-		}
-	}
-	if (!digits || *p != '\0')
-		return false;
-	for (; n_frac < 6; n_frac++)
-		frac *= 10;
-	*out = sec * CONFIG_USEC + frac;
-	return true;
-}
-
-static bool config_lookup(const struct config_name *names, const char *value, int *out)
-{
-	for (; names->name; names++) {
-		if (strcasecmp(names->name, value) == 0) {
-			*out = names->value;
-			return true;
-		}
-	}
-	return false;
-}
-
-static enum config_value_result config_parse_pool_mode(const char *value, enum pool_mode *out,
-                                                       char *why, size_t why_len)
-{
-	int v;
-
-	if (!config_lookup(config_pool_modes, value, &v)) {
-		snprintf(why, why_len,
-		         "invalid pool_mode '%.100s' (use session, transaction or statement)",
-		         value);
-		return CONFIG_VALUE_INVALID;
-	}
-	*out = (enum pool_mode)v;
-	return CONFIG_VALUE_OK;
-}
-
-static bool config_check_error_kind_field(const char *value, char *why, size_t why_len)
-{
-	if (value[0] == '\0')
-		return true;
-	if (value[1] != '\0' || value[0] < '!' || value[0] > '~') {
-		snprintf(why, why_len,
-		         "error_kind_field must be empty or one printable ASCII character, got "
-		         "'%.100s'",
-		         value);
-		return false;
-	}
-	if (strchr(config_pg_error_fields, value[0])) {
-		snprintf(why, why_len,
-		         "error_kind_field '%s' is an ErrorResponse field code PostgreSQL uses",
-		         value);
-		return false;
-	}
-	return true;
-}
-
-/* In enum config_syslog_facility's order. */
-static const char *const config_syslog_facilities[] = {
-        "auth",   "authpriv", "daemon", "user",   "local0", "local1",
-        "local2", "local3",   "local4", "local5", "local6", "local7",
-};
-
-int config_syslog_facility(const char *name)
-{
-	for (size_t i = 0;
-	     i < sizeof(config_syslog_facilities) / sizeof(config_syslog_facilities[0]); i++)
-		if (name && strcasecmp(name, config_syslog_facilities[i]) == 0)
-			return (int)i;
-	return -1;
-}
-
-static bool config_check_syslog_facility(const char *value, char *why, size_t why_len)
-{
-	if (config_syslog_facility(value) >= 0)
-		return true;
-	snprintf(why, why_len,
-	         "invalid syslog facility '%.64s' (auth, authpriv, daemon, user, local0 .. local7)",
-	         value);
-	return false;
-}
-
-static bool config_check_log_level(const char *value, char *why, size_t why_len)
-{
-	static const char *const levels[] = {"off", "debug", "log", "warning"};
-	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
-		if (strcasecmp(value, levels[i]) == 0)
-			return true;
-	snprintf(why, why_len, "invalid level '%.100s' (use off, debug, log or warning)", value);
-	return false;
-}
-
-static bool config_check_pin_mode(const char *value, char *why, size_t why_len)
-{
-	if (pin_mode_valid(value))
-		return true;
-	snprintf(why, why_len, "invalid pin_session_state '%.100s' (use on, off or error)", value);
-	return false;
-}
-
-static bool config_check_metrics_listen(const char *value, char *why, size_t why_len)
-{
-	char host[CONFIG_HOST_MAX];
-	int port;
-	if (!value[0] || config_split_host_port(value, host, sizeof(host), &port))
-		return true;
-	snprintf(why, why_len,
-	         "invalid metrics_listen '%.100s' (use HOST:PORT, [IPv6]:PORT or *:PORT, or empty "
-	         "for off)",
-	         value);
-	return false;
-}
-
-static const struct config_name config_sslmodes[] = {
-        {"disable", CONFIG_SSLMODE_DISABLE},
-        {"allow", CONFIG_SSLMODE_ALLOW},
-        {"prefer", CONFIG_SSLMODE_PREFER},
-        {"require", CONFIG_SSLMODE_REQUIRE},
-        {"verify-ca", CONFIG_SSLMODE_VERIFY_CA},
-        {"verify-full", CONFIG_SSLMODE_VERIFY_FULL},
-        {NULL, 0},
-};
-
-bool config_sslmode_parse(const char *value, enum config_sslmode *out)
-{
-	int v;
-
-	if (!value || !config_lookup(config_sslmodes, value, &v))
-		return false;
-	*out = (enum config_sslmode)v;
-	return true;
-}
-
-static bool config_check_sslmode(const char *value, char *why, size_t why_len)
-{
-	enum config_sslmode m;
-
-	if (config_sslmode_parse(value, &m))
-		return true;
-	snprintf(why, why_len,
-	         "invalid sslmode '%.100s' (use disable, allow, prefer, require, verify-ca "
-	         "or "
-	         "verify-full)",
-	         value);
-	return false;
-}
-
-static const struct config_name config_dheparams_names[] = {
-        {"none", CONFIG_DHE_NONE},
-        {"auto", CONFIG_DHE_AUTO},
-        {"legacy", CONFIG_DHE_LEGACY},
-        {NULL, 0},
-};
-
-bool config_dheparams_parse(const char *value, enum config_dheparams *out)
-{
-	int v;
-
-	if (!value || !config_lookup(config_dheparams_names, value, &v))
-		return false;
-	*out = (enum config_dheparams)v;
-	return true;
-}
-
-static bool config_check_dheparams(const char *value, char *why, size_t why_len)
-{
-	enum config_dheparams d;
-
-	if (config_dheparams_parse(value, &d))
-		return true;
-	snprintf(why, why_len, "invalid client_tls_dheparams '%.100s' (use none, auto or legacy)",
-	         value);
-	return false;
-}
-
-bool config_tls_protocols_parse(const char *value, unsigned *mask)
-{
-	static const struct config_name words[] = {
-	        {"tlsv1.0", CONFIG_TLS_V1_0},
-	        {"tlsv1.1", CONFIG_TLS_V1_1},
-	        {"tlsv1.2", CONFIG_TLS_V1_2},
-	        {"tlsv1.3", CONFIG_TLS_V1_3},
-	        {"all", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
-	        {"legacy", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
-	        {"secure", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
-	        {"default", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
-	        {NULL, 0},
-	};
-	const unsigned every =
-	        CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3;
-	unsigned m = 0;
-	bool any = false;
-	const char *p = value;
-
-	if (!value)
-		return false;
-	for (;;) {
-		char word[16];
-		size_t n = 0;
-		bool negate = false;
-		int bits;
-
-		while (*p == ',' || *p == ':' || config_is_space(*p))
-			p++;
-		if (!*p)
-			break;
-		if (*p == '!') {
-			negate = true;
-			p++;
-		}
-		while (*p && *p != ',' && *p != ':' && !config_is_space(*p)) {
-			if (n + 1 >= sizeof(word))
-				return false;
-			word[n++] = *p++;
-		}
-		word[n] = '\0';
-		if (!config_lookup(words, word, &bits))
-			return false;
-		/* "!tlsv1.0" alone means every version but that one, as in PgBouncer. */
-		if (negate && !any)
-			m = every;
-		if (negate)
-			m &= ~(unsigned)bits;
-		else
-			m |= (unsigned)bits;
-		any = true;
-	}
-	if (m == 0)
-		return false;
-	*mask = m;
-	return true;
-}
-
-static bool config_check_tls_protocols(const char *value, char *why, size_t why_len)
-{
-	unsigned m;
-
-	if (config_tls_protocols_parse(value, &m))
-		return true;
-	snprintf(why, why_len,
-	         "invalid TLS protocol list '%.100s' (use tlsv1.0, tlsv1.1, tlsv1.2, "
-	         "tlsv1.3, "
-	         "secure, all or legacy)",
-	         value);
-	return false;
-}
-
 /* Parses value into the field s describes. Leaves the field untouched unless it succeeds. */
 static enum config_value_result config_setting_parse(const struct config_setting *s,
                                                      struct config *cfg, const char *value,
@@ -857,7 +482,6 @@ static enum config_value_result config_setting_parse(const struct config_setting
 	void *field = (char *)cfg + s->offset;
 	int64_t usec;
 	bool b;
-	int v;
 
 	switch (s->type) {
 	case CONFIG_T_STRING:
@@ -886,22 +510,7 @@ static enum config_value_result config_setting_parse(const struct config_setting
 	case CONFIG_T_POOL_MODE:
 		return config_parse_pool_mode(value, field, why, why_len);
 	case CONFIG_T_AUTH_TYPE:
-		if (config_lookup(config_auth_types, value, &v)) {
-			*(enum auth_type *)field = (enum auth_type)v;
-			return CONFIG_VALUE_OK;
-		}
-		if (config_in_list(config_unsupported_auth_types, value, true))
-			snprintf(why, why_len,
-			         "auth_type '%s' is not supported by pgtide (use trust, "
-			         "any, plain, "
-			         "md5 or scram-sha-256)",
-			         value);
-		else
-			snprintf(why, why_len,
-			         "invalid auth_type '%.100s' (use trust, any, plain, md5 or "
-			         "scram-sha-256)",
-			         value);
-		return CONFIG_VALUE_INVALID;
+		return config_parse_auth_type(value, field, why, why_len);
 	case CONFIG_T_TIME:
 		if (!config_parse_time(value, &usec)) {
 			snprintf(why, why_len,
@@ -1881,38 +1490,6 @@ bool config_split_host_port(const char *value, char *host, size_t host_len, int 
 	host[n] = 0;
 	*port = (int)p;
 	return true;
-}
-
-static const char *config_name_of(const struct config_name *names, int value)
-{
-	for (; names->name; names++) {
-		if (names->value == value)
-			return names->name;
-	}
-	return NULL;
-}
-
-const char *config_pool_mode_name(enum pool_mode m)
-{
-	const char *name = config_name_of(config_pool_modes, m);
-
-	if (name)
-		return name;
-	return m == POOL_MODE_UNSET ? "unset" : "unknown";
-}
-
-const char *config_sslmode_name(enum config_sslmode m)
-{
-	const char *name = config_name_of(config_sslmodes, (int)m);
-
-	return name ? name : "unknown";
-}
-
-const char *config_auth_type_name(enum auth_type t)
-{
-	const char *name = config_name_of(config_auth_types, (int)t);
-
-	return name ? name : "unknown";
 }
 
 /* Seconds as PgBouncer users write them: "15", "0.5", never a trailing zero. */
